@@ -1,0 +1,120 @@
+"""Input events of the public contract (DESIGN.md, "Input fields"), as typed values.
+
+`stream.codec` turns raw Kafka bytes into these (or raises `InvalidEvent`);
+everything downstream of the codec works on them and never sees JSON.
+Event time is `ts`, epoch seconds (UTC) as a float: arithmetic on it is
+cheap, and `format_ts` turns it back into the contract's RFC 3339 form.
+Money is `Decimal` so that sums never drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Final
+
+CART_TYPES: Final = frozenset({"item_added", "item_removed", "cart_cleared"})
+PURCHASE_TYPES: Final = frozenset({"order_completed", "order_refunded"})
+SUBSCRIPTION_TYPES: Final = frozenset(
+    {
+        "subscription_started",
+        "subscription_renewed",
+        "subscription_changed",
+        "subscription_cancelled",
+    }
+)
+
+SECONDS_PER_DAY: Final = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class CartEvent:
+    """A change to a customer's cart (`cart-events`)."""
+
+    event_id: str
+    type: str
+    customer_id: str
+    ts: float
+    sku: str | None = None
+    quantity: int = 1
+    cart_id: str | None = None
+    unit_price: Decimal | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    """One line of an order: `quantity` units of `sku` at `unit_price` each."""
+
+    sku: str
+    quantity: int
+    unit_price: Decimal
+    category: str | None = None
+
+    @property
+    def amount(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseEvent:
+    """A completed or refunded order (`purchase-events`).
+
+    `total` is the order's value: given, or the sum of its lines. For an
+    `order_refunded` without lines and without a total it is `None`, which
+    means the whole order is refunded.
+    """
+
+    event_id: str
+    type: str
+    customer_id: str
+    ts: float
+    order_id: str
+    items: tuple[OrderLine, ...]
+    total: Decimal | None
+    currency: str | None = None
+    margin: float | None = None
+
+    @property
+    def skus(self) -> tuple[str, ...]:
+        """The order's distinct SKUs in first-seen order."""
+        return tuple(dict.fromkeys(line.sku for line in self.items))
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionEvent:
+    """A subscription lifecycle event (`subscription-events`).
+
+    `subscription_started` carries every field; the other types carry what
+    changed (`None` = unchanged). `renews_at` is epoch seconds like `ts`.
+    """
+
+    event_id: str
+    type: str
+    customer_id: str
+    ts: float
+    subscription_id: str
+    plan_id: str | None = None
+    price: Decimal | None = None
+    period_days: int | None = None
+    renews_at: float | None = None
+
+
+Event = CartEvent | PurchaseEvent | SubscriptionEvent
+
+
+def parse_ts(text: str) -> float:
+    """RFC 3339 timestamp with an offset -> epoch seconds; `ValueError` if not one."""
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError(f"timestamp {text!r} has no UTC offset")
+    return parsed.timestamp()
+
+
+def format_ts(ts: float) -> str:
+    """Epoch seconds -> RFC 3339 UTC (`2026-11-23T09:15:00Z`, milliseconds when present)."""
+    moment = datetime.fromtimestamp(ts, tz=UTC)
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,221 @@
+"""A customer's running value: orders, net revenue and the RFM summary.
+
+The RFM figures follow lifetimes' `summary_data_from_transaction_data(...,
+freq='D')` on UTC days: a purchase day is a day with at least one order;
+frequency = purchase days - 1 (repeat purchase days), recency = last - first
+purchase day, T = as_of day - first purchase day, monetary_value = mean
+value of the repeat purchase days (0 when there are none). Money is summed
+as `Decimal`.
+
+Idempotency: an order id seen before changes nothing (the most recent
+`MAX_REMEMBERED_ORDERS` orders are remembered, which also serves refunds),
+and so does a refund event id seen before.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any, Final
+
+from stream.domain.events import SECONDS_PER_DAY, PurchaseEvent, format_ts
+
+MAX_REMEMBERED_ORDERS: Final = 64
+ZERO: Final = Decimal(0)
+
+
+def day_of(ts: float) -> int:
+    """The UTC day number (days since 1970-01-01) of an event time."""
+    return math.floor(ts / SECONDS_PER_DAY)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderMemo:
+    """What is remembered of a recent order: its day, value, refunds and origin.
+
+    `partition` and `offset` locate the record that counted it, so that the
+    same record redelivered can be told from a duplicate order event.
+    """
+
+    day: int
+    value: Decimal
+    refunded: Decimal = ZERO
+    partition: int = -1
+    offset: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerState:
+    """Everything kept per customer (bounded: see MAX_REMEMBERED_ORDERS)."""
+
+    orders: int = 0
+    revenue: Decimal = ZERO
+    first_ts: float | None = None
+    last_ts: float | None = None
+    day_values: dict[int, Decimal] = field(default_factory=dict)
+    recent_orders: dict[str, OrderMemo] = field(default_factory=dict)
+    recent_refunds: tuple[str, ...] = ()
+    owned: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "orders": self.orders,
+            "revenue": str(self.revenue),
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "day_values": {str(d): str(v) for d, v in self.day_values.items()},
+            "recent_orders": {
+                oid: [m.day, str(m.value), str(m.refunded), m.partition, m.offset]
+                for oid, m in self.recent_orders.items()
+            },
+            "recent_refunds": list(self.recent_refunds),
+            "owned": list(self.owned),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CustomerState:
+        return cls(
+            orders=int(data["orders"]),
+            revenue=Decimal(data["revenue"]),
+            first_ts=data["first_ts"],
+            last_ts=data["last_ts"],
+            day_values={int(d): Decimal(v) for d, v in data["day_values"].items()},
+            recent_orders={
+                oid: OrderMemo(int(m[0]), Decimal(m[1]), Decimal(m[2]), int(m[3]), int(m[4]))
+                for oid, m in data["recent_orders"].items()
+            },
+            recent_refunds=tuple(data["recent_refunds"]),
+            owned=tuple(data["owned"]),
+        )
+
+
+MAX_OWNED_ITEMS: Final = 200
+MAX_REMEMBERED_REFUNDS: Final = 64
+
+
+def apply_order(
+    state: CustomerState | None, event: PurchaseEvent, partition: int = -1, offset: int = -1
+) -> tuple[CustomerState, bool]:
+    """Count a completed order; return the new state and whether it changed.
+
+    `partition` and `offset` (the record's position) are remembered with the order.
+    """
+    current = state if state is not None else CustomerState()
+    if event.order_id in current.recent_orders:
+        return current, False
+    value = event.total if event.total is not None else ZERO
+    day = day_of(event.ts)
+    day_values = dict(current.day_values)
+    day_values[day] = day_values.get(day, ZERO) + value
+    recent = dict(current.recent_orders)
+    recent[event.order_id] = OrderMemo(day=day, value=value, partition=partition, offset=offset)
+    while len(recent) > MAX_REMEMBERED_ORDERS:
+        del recent[next(iter(recent))]
+    owned = tuple(dict.fromkeys((*event.skus, *current.owned)))[:MAX_OWNED_ITEMS]
+    return (
+        replace(
+            current,
+            orders=current.orders + 1,
+            revenue=current.revenue + value,
+            first_ts=event.ts if current.first_ts is None else min(current.first_ts, event.ts),
+            last_ts=event.ts if current.last_ts is None else max(current.last_ts, event.ts),
+            day_values=day_values,
+            recent_orders=recent,
+            owned=owned,
+        ),
+        True,
+    )
+
+
+def apply_refund(state: CustomerState | None, event: PurchaseEvent) -> tuple[CustomerState, bool]:
+    """Take a refund off the order's value and the revenue; return (state, changed).
+
+    The refunded amount is the event's total (or its lines' sum); without
+    either, whatever is left of the order. A refund never takes an order
+    below zero, and a refund of an order that is not remembered changes nothing.
+    """
+    current = state if state is not None else CustomerState()
+    memo = current.recent_orders.get(event.order_id)
+    if memo is None or event.event_id in current.recent_refunds:
+        return current, False
+    remaining = memo.value - memo.refunded
+    wanted = event.total if event.total is not None else remaining
+    amount = min(wanted, remaining)
+    if amount <= ZERO:
+        return current, False
+    recent = dict(current.recent_orders)
+    recent[event.order_id] = replace(memo, refunded=memo.refunded + amount)
+    day_values = dict(current.day_values)
+    day_values[memo.day] = day_values.get(memo.day, ZERO) - amount
+    refunds = (*current.recent_refunds, event.event_id)[-MAX_REMEMBERED_REFUNDS:]
+    return (
+        replace(
+            current,
+            revenue=current.revenue - amount,
+            day_values=day_values,
+            recent_orders=recent,
+            recent_refunds=refunds,
+        ),
+        True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Rfm:
+    """lifetimes' summary in days: frequency, recency, T, monetary_value."""
+
+    frequency: int
+    recency: float
+    T: float
+    monetary_value: float
+
+
+def rfm(state: CustomerState, as_of: float) -> Rfm:
+    """The customer's RFM summary at event time `as_of` (lifetimes semantics, freq='D')."""
+    if not state.day_values:
+        return Rfm(frequency=0, recency=0.0, T=0.0, monetary_value=0.0)
+    days = sorted(state.day_values)
+    first, last = days[0], days[-1]
+    repeat = days[1:]
+    monetary = (
+        float(sum((state.day_values[d] for d in repeat), ZERO) / len(repeat)) if repeat else 0.0
+    )
+    return Rfm(
+        frequency=len(repeat),
+        recency=float(last - first),
+        T=float(max(day_of(as_of), last) - first),
+        monetary_value=monetary,
+    )
+
+
+def ltv_record(
+    customer_id: str, state: CustomerState, as_of: float, variant: str
+) -> dict[str, Any]:
+    """The `customer-ltv` record (DESIGN.md): realized value and RFM at `as_of`.
+
+    Model scores (p_alive, expected_purchases, predicted_clv) are null until
+    BG/NBD + Gamma-Gamma parameters are configured; `ltv` is then the
+    realized revenue alone.
+    """
+    summary = rfm(state, as_of)
+    aov = state.revenue / state.orders if state.orders else ZERO
+    return {
+        "customer_id": customer_id,
+        "variant": variant,
+        "as_of": format_ts(as_of),
+        "orders": state.orders,
+        "revenue": state.revenue,
+        "aov": aov.quantize(Decimal("0.01")),
+        "first_purchase": format_ts(state.first_ts) if state.first_ts is not None else None,
+        "last_purchase": format_ts(state.last_ts) if state.last_ts is not None else None,
+        "frequency": summary.frequency,
+        "recency": summary.recency,
+        "T": summary.T,
+        "monetary_value": summary.monetary_value,
+        "p_alive": None,
+        "expected_purchases": None,
+        "predicted_clv": None,
+        "ltv": state.revenue,
+        "rank": None,
+    }

@@ -1,0 +1,133 @@
+"""Prometheus metrics: one registry shared with Faust's own sensors, one /metrics.
+
+Names start with `stream_`, carry their unit, counters end in `_total`, and
+labels take bounded values (topic, type, reason, kind, agent, variant),
+never a customer or SKU.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Event arrival (the record's Kafka timestamp) to output: 1 ms .. 30 s.
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+# Time spent in the agent on one event: 10 us .. 1 s.
+PROCESSING_BUCKETS = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.1,
+    1.0,
+)
+
+
+class Metrics(NamedTuple):
+    """The service's own metrics (DESIGN.md, "Running it")."""
+
+    events_consumed: Counter
+    dead_lettered: Counter
+    suggestions_emitted: Counter
+    triggers_emitted: Counter
+    event_to_emit: Histogram
+    processing: Histogram
+    customers_held: Gauge
+    items_held: Gauge
+    pairs_held: Gauge
+    orders: Counter
+    revenue: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> Metrics:
+        return cls(
+            events_consumed=Counter(
+                "stream_events_consumed",
+                "Input records read, by topic and event type (invalid = dead-lettered).",
+                ["topic", "type"],
+                registry=registry,
+            ),
+            dead_lettered=Counter(
+                "stream_events_dead_lettered",
+                "Input records sent to the dead-letter topic, by reason.",
+                ["topic", "reason"],
+                registry=registry,
+            ),
+            suggestions_emitted=Counter(
+                "stream_suggestions_emitted",
+                "Suggestion records emitted (one per item_added).",
+                registry=registry,
+            ),
+            triggers_emitted=Counter(
+                "stream_triggers_emitted",
+                "Marketing-automation triggers emitted, by kind.",
+                ["kind"],
+                registry=registry,
+            ),
+            event_to_emit=Histogram(
+                "stream_event_to_emit_seconds",
+                "From the input record's Kafka timestamp to its output being sent.",
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            processing=Histogram(
+                "stream_processing_seconds",
+                "Time an agent spends on one input record.",
+                ["agent"],
+                buckets=PROCESSING_BUCKETS,
+                registry=registry,
+            ),
+            customers_held=Gauge(
+                "stream_customers_held",
+                "Customers with state in this worker's tables.",
+                registry=registry,
+            ),
+            items_held=Gauge(
+                "stream_items_held",
+                "Items with a co-occurrence row in this worker's tables.",
+                registry=registry,
+            ),
+            pairs_held=Gauge(
+                "stream_pairs_held",
+                "Item pairs (n_ij entries) held in this worker's co-occurrence rows.",
+                registry=registry,
+            ),
+            orders=Counter(
+                "stream_orders",
+                "Completed orders counted (redeliveries excluded), by A/B variant.",
+                ["variant"],
+                registry=registry,
+            ),
+            revenue=Counter(
+                "stream_revenue",
+                "Revenue of completed orders counted, by A/B variant (shop currency).",
+                ["variant"],
+                registry=registry,
+            ),
+        )

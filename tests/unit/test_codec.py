@@ -1,0 +1,249 @@
+"""stream.codec: decoding and validating input values, encoding outputs, dead letters."""
+
+from __future__ import annotations
+
+import base64
+from decimal import Decimal
+from types import MappingProxyType
+
+import orjson
+import pytest
+
+from stream.codec import (
+    DECODERS,
+    REASONS,
+    InvalidEvent,
+    check_key,
+    dead_letter,
+    decode_cart,
+    decode_purchase,
+    decode_subscription,
+    encode,
+)
+from stream.domain.events import (
+    CART_TYPES,
+    PURCHASE_TYPES,
+    SUBSCRIPTION_TYPES,
+    CartEvent,
+    PurchaseEvent,
+    SubscriptionEvent,
+)
+from tests.examples import CART, EXAMPLES, INVALID, ORDER, VALID, Example
+
+EVENT_CLASSES = {"cart": CartEvent, "purchase": PurchaseEvent, "subscription": SubscriptionEvent}
+TYPES = {"cart": CART_TYPES, "purchase": PURCHASE_TYPES, "subscription": SUBSCRIPTION_TYPES}
+
+
+def ids(example: Example) -> str:
+    return example.id
+
+
+@pytest.mark.parametrize("example", VALID, ids=ids)
+def test_valid_examples_decode(example: Example) -> None:
+    """Every valid example decodes to its topic's event (to the hand-written value when given)."""
+    event = DECODERS[example.topic](example.payload)
+    assert type(event) is EVENT_CLASSES[example.topic]
+    assert event.event_id == orjson.loads(example.payload)["event_id"]
+    if example.expected is not None:
+        assert event == example.expected
+
+
+@pytest.mark.parametrize("example", INVALID, ids=ids)
+def test_invalid_examples_raise_their_reason(example: Example) -> None:
+    """Every invalid example raises InvalidEvent with the expected reason and a detail."""
+    with pytest.raises(InvalidEvent) as caught:
+        DECODERS[example.topic](example.payload)
+    assert caught.value.reason == example.reason
+    assert caught.value.detail
+    assert str(caught.value).startswith(f"{example.reason}: ")
+
+
+def test_table_covers_every_reason_and_type() -> None:
+    """The examples table holds every reason code and a valid example of every event type."""
+    # bad_key is judged on the record key, not the value: see test_check_key.
+    assert {e.reason for e in INVALID} == set(REASONS) - {"bad_key"}
+    for topic, types in TYPES.items():
+        seen = {orjson.loads(e.payload)["type"] for e in VALID if e.topic == topic}
+        assert seen == types, topic
+    assert len({e.id for e in EXAMPLES}) == len(EXAMPLES)
+
+
+def test_decoders_are_keyed_by_logical_topic() -> None:
+    """DECODERS maps the logical topic names to the three decoders."""
+    assert {
+        "cart": decode_cart,
+        "purchase": decode_purchase,
+        "subscription": decode_subscription,
+    } == DECODERS
+
+
+def test_reasons_are_distinct_label_values() -> None:
+    """REASONS are the nine distinct codes of the contract."""
+    assert REASONS == (
+        "too_large",
+        "not_json",
+        "not_object",
+        "unknown_type",
+        "missing_field",
+        "bad_field",
+        "bad_timestamp",
+        "too_many_lines",
+        "bad_key",
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({**CART, "sku": "s" * 257}, "sku"),
+        (
+            {**ORDER, "items": [{"sku": "a", "unit_price": 1}, {"sku": "b", "quantity": 0}]},
+            "items[1].quantity",
+        ),
+        ({**CART, "ts": "2026-11-23T09:15:00"}, "ts"),
+    ],
+)
+def test_detail_names_the_field(payload: dict[str, object], field: str) -> None:
+    """The detail of a rejection names the offending field."""
+    decode = decode_purchase if "order_id" in payload else decode_cart
+    with pytest.raises(InvalidEvent) as caught:
+        decode(orjson.dumps(payload))
+    assert caught.value.detail.startswith(f"{field} ")
+
+
+def test_detail_never_repeats_a_long_value() -> None:
+    """A long bad value is described by its length, not copied into the detail."""
+    with pytest.raises(InvalidEvent) as caught:
+        decode_cart(orjson.dumps({**CART, "customer_id": "x" * 10_000}))
+    assert "10000 characters" in caught.value.detail
+    assert len(caught.value.detail) < 200
+
+
+def test_money_sums_are_exact_decimals() -> None:
+    """A default total is the exact Decimal sum of quantity x unit_price, never a float sum."""
+    lines = [{"sku": f"s{n}", "quantity": 3, "unit_price": 0.1} for n in range(10)]
+    event = decode_purchase(orjson.dumps({**ORDER, "items": lines}))
+    assert event.total == Decimal("3.0")
+    assert all(type(line.unit_price) is Decimal for line in event.items)
+
+
+def test_invalid_event_keeps_reason_and_detail() -> None:
+    """InvalidEvent exposes reason and detail, and formats as 'reason: detail'."""
+    error = InvalidEvent("bad_field", "quantity must be an integer >= 1, got 0")
+    assert (error.reason, error.detail) == ("bad_field", "quantity must be an integer >= 1, got 0")
+    assert str(error) == "bad_field: quantity must be an integer >= 1, got 0"
+
+
+def test_encode_writes_decimals_as_numbers() -> None:
+    """encode turns Decimals (nested too) into JSON numbers and keeps the rest as JSON."""
+    record = {
+        "customer_id": "cust-1",
+        "revenue": Decimal("44.98"),
+        "items": [{"sku": "a", "score": 0.5, "price": Decimal("19.99")}],
+        "rank": None,
+        "nested": MappingProxyType({"n": Decimal(3)}),
+        "pair": ("a", 1),
+    }
+    data = encode(record)
+    assert isinstance(data, bytes)
+    assert orjson.loads(data) == {
+        "customer_id": "cust-1",
+        "revenue": 44.98,
+        "items": [{"sku": "a", "score": 0.5, "price": 19.99}],
+        "rank": None,
+        "nested": {"n": 3.0},
+        "pair": ["a", 1],
+    }
+
+
+def test_encode_rejects_what_is_not_json() -> None:
+    """encode raises TypeError for a value with no JSON form (a bug, not bad input)."""
+    with pytest.raises(TypeError):
+        encode({"x": object()})
+
+
+@pytest.mark.parametrize(
+    "original",
+    [orjson.dumps(CART), b"", b"\x00\xff\xfe binary", b"{not json", bytes(range(256))],
+    ids=["event", "empty", "binary", "not json", "all bytes"],
+)
+def test_dead_letter_round_trips_the_original(original: bytes) -> None:
+    """The dead-letter record encodes to JSON whose base64 `original` decodes to the exact bytes."""
+    record = dead_letter(
+        reason="not_json",
+        detail="value is not JSON",
+        topic="cart-events",
+        partition=3,
+        offset=12_345,
+        original=original,
+        failed_at="2026-11-23T09:15:00Z",
+        key=b"cust-1",
+    )
+    back = orjson.loads(encode(record))
+    assert back == {
+        "reason": "not_json",
+        "detail": "value is not JSON",
+        "topic": "cart-events",
+        "partition": 3,
+        "offset": 12_345,
+        "original": base64.b64encode(original).decode("ascii"),
+        "key": "cust-1",
+        "failed_at": "2026-11-23T09:15:00Z",
+    }
+    assert base64.b64decode(back["original"], validate=True) == original
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [(None, None), (b"cust-1", "cust-1"), (b"caf\xc3\xa9", "café"), (b"bad\xff", "bad\ufffd")],
+)
+def test_dead_letter_key_is_text_or_null(key: bytes | None, text: str | None) -> None:
+    """The dead-letter key is the original key as UTF-8 text (bad bytes replaced) or null."""
+    record = dead_letter(
+        reason="bad_field",
+        detail="d",
+        topic="t",
+        partition=0,
+        offset=0,
+        original=b"x",
+        failed_at="2026-11-23T09:15:00Z",
+        key=key,
+    )
+    assert record["key"] == text
+
+
+def test_dead_letter_of_a_rejected_example() -> None:
+    """A rejected value's InvalidEvent fills a dead letter that carries its reason and bytes."""
+    value = orjson.dumps({**CART, "quantity": 0})
+    with pytest.raises(InvalidEvent) as caught:
+        decode_cart(value)
+    record = dead_letter(
+        reason=caught.value.reason,
+        detail=caught.value.detail,
+        topic="cart-events",
+        partition=1,
+        offset=7,
+        original=value,
+        failed_at="2026-11-23T09:15:00.250Z",
+        key=b"cust-1",
+    )
+    assert record["reason"] == "bad_field"
+    assert base64.b64decode(str(record["original"])) == value
+
+
+@pytest.mark.parametrize(
+    ("key", "ok"),
+    [(b"cust-1", True), (b"cust-2", False), (None, False), (b"", False), (b"cust-1 ", False)],
+)
+def test_check_key(key: bytes | None, ok: bool) -> None:
+    """The record key must equal the event's customer_id in UTF-8."""
+    event = decode_cart(
+        b'{"event_id":"e1","type":"cart_cleared","customer_id":"cust-1",'
+        b'"ts":"2026-11-23T09:15:00Z"}'
+    )
+    if ok:
+        check_key(key, event)
+    else:
+        with pytest.raises(InvalidEvent) as caught:
+            check_key(key, event)
+        assert caught.value.reason == "bad_key"
