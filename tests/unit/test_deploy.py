@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stream.broker import topic_configs
 from stream.config import _KNOWN, Settings, Topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -583,3 +584,12 @@ def test_alerts_and_dashboard_use_stream_metrics() -> None:
         assert names, f"no metric in {expr!r}"
         foreign = {name for name in names if not name.startswith("stream_") and name != "up"}
         assert not foreign, f"{expr!r} uses {sorted(foreign)}"
+
+
+def test_kafka_init_topic_configs_match_the_embedded_setup(
+    services: dict[str, dict[str, Any]], worker_settings: Settings
+) -> None:
+    """kafka-init gives each topic the configs `stream.broker.topic_configs` gives it."""
+    creations = {c.topic: c for c in _topic_creations(services["kafka-init"])}
+    for topic, creation in creations.items():
+        assert creation.configs == topic_configs(worker_settings, topic), topic

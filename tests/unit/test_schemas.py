@@ -3,51 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator
 
 from stream.codec import REASONS, dead_letter, encode
 from tests.examples import INVALID, VALID, Example
+from tests.schema_check import SCHEMAS, format_checker, load, validator
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 INPUT_SCHEMAS = {
     "cart": "cart-event.schema.json",
     "purchase": "purchase-event.schema.json",
     "subscription": "subscription-event.schema.json",
 }
 T = "2026-11-23T09:15:00Z"
-
-
-def format_checker() -> FormatChecker:
-    """A FormatChecker that checks `date-time` even without jsonschema's optional dependency.
-
-    jsonschema checks `date-time` only when `rfc3339-validator` is installed;
-    without it, a stand-in checks that the date and time exist (the schemas'
-    patterns already fix the RFC 3339 shape and the offset).
-    """
-    checker = FormatChecker()
-    if "date-time" not in checker.checkers:
-
-        @checker.checks("date-time", raises=ValueError)
-        def is_date_time(instance: object) -> bool:
-            if isinstance(instance, str):
-                datetime.fromisoformat(instance.upper())
-            return True
-
-    return checker
-
-
-def load(name: str) -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads((SCHEMAS / name).read_text(encoding="utf-8"))
-    return schema
-
-
-def validator(name: str) -> Draft202012Validator:
-    return Draft202012Validator(load(name), format_checker=format_checker())
 
 
 def ids(example: Example) -> str:

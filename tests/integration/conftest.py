@@ -1,0 +1,201 @@
+"""The real thing: the embedded broker, real workers, plain aiokafka clients.
+
+A session fixture starts the Tansu broker on a free port. Each test module
+gets its own deployment: its own topic names, consumer group and data
+directory (so modules never see each other's records), and real worker
+processes (`python -m stream worker`) started against the broker. Tests
+produce JSON bytes to the input topics and read the output topics with a
+plain consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+from stream.broker import EmbeddedBroker, ensure_topics, free_port
+from stream.config import _TOPIC_VARS, Settings, Topics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """The embedded broker, started once for the whole test session."""
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    with EmbeddedBroker(log_path=log) as running:
+        yield running
+
+
+@dataclass
+class Worker:
+    """One `python -m stream worker` process."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    web_port: int
+
+    def stop(self, grace: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(grace)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def metrics(self) -> str:
+        """The worker's /metrics page."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.web_port)
+        writer.write(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        await writer.drain()
+        body = await reader.read()
+        writer.close()
+        return body.decode().split("\r\n\r\n", 1)[1]
+
+
+@dataclass
+class Deployment:
+    """One isolated installation of the service on the session broker."""
+
+    broker: EmbeddedBroker
+    env: dict[str, str]
+    settings: Settings
+    directory: Path
+    workers: list[Worker] = field(default_factory=list)
+
+    @property
+    def topics(self) -> Topics:
+        return self.settings.topics
+
+    def start_worker(self) -> Worker:
+        index = len(self.workers)
+        port = free_port()
+        log_path = self.directory / f"worker-{index}.log"
+        env = dict(self.env, STREAM_DATA_DIR=str(self.directory / f"worker-{index}"))
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "stream", "worker", "-l", "info", "--web-port", str(port)],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        worker = Worker(process, log_path, port)
+        self.workers.append(worker)
+        return worker
+
+    async def produce(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+        """Send raw (key, value) records and wait until the broker has them."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.broker.bootstrap, max_request_size=4 * 1_048_576
+        )
+        await producer.start()
+        try:
+            for key, value in records:
+                await producer.send(topic, key=key, value=value)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    async def produce_events(self, topic: str, events: list[dict[str, Any]]) -> None:
+        """Send contract events as JSON, keyed by customer_id."""
+        await self.produce(topic, [(e["customer_id"].encode(), orjson.dumps(e)) for e in events])
+
+    async def read(
+        self,
+        topic: str,
+        until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+        within: float = 90.0,
+        settle: float = 0.0,
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """Read `topic` from the start until `until(records)` holds, then `settle` seconds more.
+
+        Fails with the workers' log tails if it does not hold `within` seconds.
+        """
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=self.broker.bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+        )
+        await consumer.start()
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + within
+        try:
+            while not until(records):
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"{topic}: condition not met in {within}s with {len(records)} records\n"
+                        + self.logs()
+                    )
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    records.extend(batch)
+            settle_until = time.monotonic() + settle
+            while time.monotonic() < settle_until:
+                for batch in (await consumer.getmany(timeout_ms=200)).values():
+                    records.extend(batch)
+        finally:
+            await consumer.stop()
+        return records
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- worker {i} (exit {w.process.poll()}) ---\n{w.log_tail()}"
+            for i, w in enumerate(self.workers)
+        )
+
+
+def values(records: list[ConsumerRecord[bytes, bytes]]) -> list[dict[str, Any]]:
+    return [orjson.loads(r.value) for r in records]
+
+
+@pytest.fixture(scope="module")
+async def deployment(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Deployment]:
+    """A fresh namespace (topics, group, data) on the session broker, no worker yet."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
+    env.update(
+        STREAM_BROKER=broker.url,
+        STREAM_APP_ID=f"{prefix}-app",
+        STREAM_PARTITIONS="4",
+        PYTHONUNBUFFERED="1",
+    )
+    defaults = Topics()
+    for name, var in _TOPIC_VARS.items():
+        env[var] = f"{prefix}-{getattr(defaults, name)}"
+    settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("STREAM_")})
+    await ensure_topics(settings)
+    running = Deployment(broker, env, settings, tmp_path_factory.mktemp(prefix))
+    yield running
+    for worker in running.workers:
+        worker.stop()

@@ -1,0 +1,113 @@
+"""Bad input never stops a worker and never vanishes.
+
+Every invalid example of the codec's table (plus mis-keyed records) goes
+through a live worker, interleaved with valid orders: each invalid record
+lands in dead-letters with its reason, source position and original bytes;
+each valid one is processed; the worker keeps running; the counters agree.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.examples import INVALID, VALID
+from tests.integration.conftest import Deployment, values
+from tests.schema_check import validate
+
+pytestmark = pytest.mark.integration
+
+
+def valid_order(n: int) -> dict[str, Any]:
+    return {
+        "event_id": f"e-valid-{n}",
+        "type": "order_completed",
+        "customer_id": f"dl-{n}",
+        "ts": "2026-11-23T09:15:00Z",
+        "order_id": f"o-valid-{n}",
+        "items": [{"sku": "cam", "quantity": 1, "unit_price": 10.5}],
+    }
+
+
+async def test_invalid_records_go_to_dead_letters_and_the_worker_goes_on(
+    deployment: Deployment,
+) -> None:
+    """All invalid classes are dead-lettered with reason and original bytes; valid ones count."""
+    topics = deployment.topics
+    topic_of = {
+        "cart": topics.cart,
+        "purchase": topics.purchase,
+        "subscription": topics.subscription,
+    }
+    worker = deployment.start_worker()
+    sent: list[tuple[str, bytes | None, bytes, str]] = []  # topic, key, value, reason
+    for example in INVALID:
+        sent.append((topic_of[example.topic], b"cust-1", example.payload, example.reason or ""))
+    # Valid values with a key that is not their customer_id, or no key at all.
+    mis_keyed = next(e for e in VALID if e.topic == "cart")
+    sent.append((topics.cart, b"someone-else", mis_keyed.payload, "bad_key"))
+    sent.append((topics.cart, None, mis_keyed.payload, "bad_key"))
+
+    valid = [valid_order(n) for n in range(len(sent) // 20 + 1)]
+    for n, (topic, key, value, _) in enumerate(sent):
+        if n % 20 == 0:
+            order = valid[n // 20]
+            await deployment.produce(
+                topics.purchase, [(order["customer_id"].encode(), orjson.dumps(order))]
+            )
+        await deployment.produce(topic, [(key, value)])
+
+    letters = await deployment.read(
+        topics.dead_letters, lambda rs: len(rs) >= len(sent), settle=3.0
+    )
+    assert len(letters) == len(sent)
+
+    # Each dead letter points at the exact input record and carries its bytes.
+    originals: dict[tuple[str, int, int], bytes] = {}
+    for topic in set(topic_of.values()):
+        for record in await deployment.read(
+            topic,
+            lambda rs, t=topic: (
+                len(rs)
+                >= sum(1 for s in sent if s[0] == t) + (len(valid) if t == topics.purchase else 0)
+            ),
+        ):
+            originals[(topic, record.partition, record.offset)] = record.value
+    reasons: Counter[str] = Counter()
+    for letter in values(letters):
+        validate("dead-letter", letter)
+        original = base64.b64decode(letter["original"])
+        assert originals[(letter["topic"], letter["partition"], letter["offset"])] == original
+        reasons[letter["reason"]] += 1
+        assert letter["detail"]
+    assert reasons == Counter(reason for *_, reason in sent)
+
+    ltv = await deployment.read(topics.customer_ltv, lambda rs: len(rs) >= len(valid))
+    assert sorted(r.key.decode() for r in ltv) == sorted(o["customer_id"] for o in valid)
+
+    assert worker.process.poll() is None, deployment.logs()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(await worker.metrics())
+        for s in family.samples
+    }
+    dead = {
+        labels: v
+        for (name, labels), v in samples.items()
+        if name == "stream_events_dead_lettered_total"
+    }
+    by_reason: Counter[str] = Counter()
+    for labels, value in dead.items():
+        by_reason[dict(labels)["reason"]] += int(value)
+    assert by_reason == reasons
+    invalid_consumed = sum(
+        v
+        for (name, labels), v in samples.items()
+        if name == "stream_events_consumed_total" and dict(labels)["type"] == "invalid"
+    )
+    assert invalid_consumed == len(sent)
