@@ -62,6 +62,7 @@ from stream.domain.triggers import cart_add_trigger, post_purchase_trigger
 from stream.domain.variants import TREATMENT, assign_variant
 from stream.kafka import client_security, faust_credentials
 from stream.metrics import Metrics
+from stream.offsets import verify_end_offsets
 from stream.state import register_codecs
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,11 @@ app = faust.App(
     origin="stream.app",
 )
 
+if settings.broker:
+    # Recovery reads changelogs to their end: make sure that end is right
+    # (the embedded broker reports it short; see stream/offsets.py).
+    verify_end_offsets(settings.bootstrap_servers, settings.security)
+
 registry = CollectorRegistry()
 metrics = Metrics.create(registry)
 setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="stream_faust")
@@ -116,18 +122,36 @@ item_neighbors_topic = _topic(T.item_neighbors)
 dead_letters_topic = _topic(T.dead_letters)
 item_baskets_topic = _topic(T.item_baskets)
 
-STATE: faust.Schema[str, Any] = faust.Schema(key_serializer="utf8", value_serializer="state")
-COUNT: faust.Schema[str, int] = faust.Schema(key_serializer="utf8", value_serializer="json")
 
-customers = app.Table("customers", schema=STATE)
-carts = app.Table("carts", schema=STATE)
-subscriptions = app.Table("subscriptions", schema=STATE)
-item_rows = app.Table("item-rows", schema=STATE)
+def _table(name: str, value_serializer: str, **options: Any) -> Any:
+    """A table with utf8 keys and the given value codec: in its store, its changelog, recovery.
+
+    Faust gives a table's store (RocksDB) and its default changelog topic
+    the codec of the key/value *type* (json when untyped), whatever the
+    schema says; so the changelog topic is made here and both are set.
+    """
+    changelog = app.topic(
+        f"{settings.app_id}-{name}-changelog",
+        key_serializer="utf8",
+        value_serializer=value_serializer,
+        partitions=settings.partitions,
+        compacting=True,
+    )
+    table: Any = app.Table(name, changelog_topic=changelog, **options)
+    table.key_serializer = "utf8"
+    table.value_serializer = value_serializer
+    return table
+
+
+customers = _table("customers", "state")
+carts = _table("carts", "state")
+subscriptions = _table("subscriptions", "state")
+item_rows = _table("item-rows", "state")
 # Baskets counted per source partition of purchase-events (N_p), written by
 # track_orders; and, on the item side, the largest N_p each item-baskets
 # partition has been told (key "target:source"). N = sum over sources.
-basket_counts = app.Table("basket-counts", default=int, schema=COUNT)
-basket_totals = app.Table("basket-totals", default=int, schema=COUNT)
+basket_counts = _table("basket-counts", "json", default=int)
+basket_totals = _table("basket-totals", "json", default=int)
 
 index = NeighborIndex()
 

@@ -248,8 +248,8 @@ def _broker_url(raw: str) -> str:
     urls = [part.strip() for part in raw.split(",")]
     for url in urls:
         host, _, port = url.removeprefix("kafka://").rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError("expected kafka://host:port, comma-separated")
+        if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected kafka://host:port (port 1-65535), comma-separated")
     return ",".join(url if url.startswith("kafka://") else f"kafka://{url}" for url in urls)
 
 

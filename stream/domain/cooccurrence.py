@@ -216,8 +216,9 @@ class NeighborIndex:
 
     def _rank_popular(self, sku: str, baskets: int) -> None:
         top = [entry for entry in self._popular if entry[1] != sku]
-        if len(top) < self.POPULAR_KEPT or baskets > -top[-1][0]:
-            insort(top, (-baskets, sku))
+        entry = (-baskets, sku)
+        if len(top) < self.POPULAR_KEPT or entry < top[-1]:
+            insort(top, entry)
             del top[self.POPULAR_KEPT :]
         self._popular = top
 

@@ -92,11 +92,13 @@ class Deployment:
     def topics(self) -> Topics:
         return self.settings.topics
 
-    def start_worker(self) -> Worker:
+    def start_worker(self, data: str | None = None, **env: str) -> Worker:
+        """Start one more worker; `data` names its data directory (default: a new one)."""
         index = len(self.workers)
         port = free_port()
         log_path = self.directory / f"worker-{index}.log"
-        env = dict(self.env, STREAM_DATA_DIR=str(self.directory / f"worker-{index}"))
+        data_dir = self.directory / (data or f"worker-{index}")
+        env = dict(self.env, STREAM_DATA_DIR=str(data_dir), **env)
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "stream", "worker", "-l", "info", "--web-port", str(port)],

@@ -378,14 +378,6 @@ def test_index_popular_keeps_at_most_popular_kept() -> None:
     assert ("q", 2) not in index.popular(kept)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "NeighborIndex._rank_popular drops a newcomer that ties the smallest kept n_i even "
-        "when its SKU sorts first, so popular() is not 'ties by SKU' at the cap and depends "
-        "on the order records arrive (differs between workers)"
-    ),
-)
 def test_index_popular_ties_at_the_cap_are_broken_by_sku() -> None:
     """At the cap, a tie on n_i is broken by SKU whatever order the records came in."""
     kept = NeighborIndex.POPULAR_KEPT

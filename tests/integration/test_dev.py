@@ -1,0 +1,95 @@
+"""`make run` as a new user sees it, and the worker's command line.
+
+`python -m stream dev` starts its own embedded broker, a worker and the demo
+feed, prints suggestions and triggers one line each, and leaves no process
+behind when it stops (here on SIGINT, as Ctrl-C sends).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stream.broker import free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it has exited all the same.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ", 1)[1].startswith("Z"))
+
+
+def test_dev_shows_suggestions_and_triggers_then_leaves_nothing_running(tmp_path: Path) -> None:
+    """`python -m stream dev` prints suggestions and triggers within 2 min; Ctrl-C ends all."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stream", "dev", "--rate", "20"],
+        cwd=ROOT,
+        env=clean_env(STREAM_DATA_DIR=str(tmp_path), STREAM_WEB_PORT=str(free_port())),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    suggestions = triggers = 0
+    try:
+        while time.monotonic() < deadline and (suggestions < 5 or triggers < 5):
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip())
+            if " suggestion " in line and " -> " in line and "nothing" not in line:
+                suggestions += 1
+            if " trigger " in line and " -> " in line:
+                triggers += 1
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    lines += rest.splitlines()
+    output = "\n".join(lines)
+    assert suggestions >= 5, output
+    assert triggers >= 5, output
+    assert process.returncode == 0, output
+
+    broker_port = int(re.search(r"embedded broker on 127\.0\.0\.1:(\d+)", output).group(1))  # type: ignore[union-attr]
+    worker_pid = int(re.search(r"worker pid (\d+)", output).group(1))  # type: ignore[union-attr]
+    assert "worker stopped" in output and "broker stopped" in output
+    assert not pid_alive(worker_pid)
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", broker_port), timeout=1):
+        pass
+
+
+def test_worker_fails_fast_on_a_bad_setting() -> None:
+    """A malformed STREAM_* value stops the worker at once, naming the variable."""
+    result = subprocess.run(
+        [sys.executable, "-m", "stream", "worker", "-l", "info"],
+        cwd=ROOT,
+        env=clean_env(STREAM_PARTITIONS="zero", STREAM_BROKER="kafka://127.0.0.1:1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "STREAM_PARTITIONS" in result.stderr

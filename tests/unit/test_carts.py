@@ -1,0 +1,200 @@
+"""stream.domain.carts: the open cart from cart-events, with duplicate detection."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream.domain.carts import (
+    MAX_CART_ITEMS,
+    MAX_REMEMBERED_EVENTS,
+    CartState,
+    Position,
+    apply_cart_event,
+)
+from stream.domain.events import CartEvent
+
+T0 = 1_795_425_300.0  # 2026-11-23T09:15:00Z
+
+
+def add(
+    event_id: str, sku: str, quantity: int = 1, cart_id: str | None = "k1", ts: float = T0
+) -> CartEvent:
+    return CartEvent(event_id, "item_added", "c1", ts, sku, quantity, cart_id)
+
+
+def remove(
+    event_id: str, sku: str, quantity: int = 1, cart_id: str | None = "k1", ts: float = T0
+) -> CartEvent:
+    return CartEvent(event_id, "item_removed", "c1", ts, sku, quantity, cart_id)
+
+
+def clear(event_id: str, cart_id: str | None = "k1", ts: float = T0) -> CartEvent:
+    return CartEvent(event_id, "cart_cleared", "c1", ts, None, 1, cart_id)
+
+
+def fold(*events: CartEvent) -> CartState:
+    state: CartState | None = None
+    for n, event in enumerate(events):
+        state, applied = apply_cart_event(state, event, (0, n))
+        assert applied is True
+    assert state is not None
+    return state
+
+
+@pytest.mark.parametrize(
+    ("events", "items"),
+    [
+        ([add("e1", "a")], {"a": 1}),
+        ([add("e1", "a", 2)], {"a": 2}),
+        # 2 + 3 = 5
+        ([add("e1", "a", 2), add("e2", "a", 3)], {"a": 5}),
+        ([add("e1", "a"), add("e2", "b", 4)], {"a": 1, "b": 4}),
+        # 5 - 2 = 3
+        ([add("e1", "a", 5), remove("e2", "a", 2)], {"a": 3}),
+        # 2 - 2 = 0: the SKU leaves the cart.
+        ([add("e1", "a", 2), remove("e2", "a", 2)], {}),
+        # 2 - 5 < 0: the SKU leaves the cart, never negative.
+        ([add("e1", "a", 2), add("e2", "b"), remove("e3", "a", 5)], {"b": 1}),
+        # Removing what is not in the cart changes no quantity.
+        ([add("e1", "a"), remove("e2", "z")], {"a": 1}),
+        ([remove("e1", "z")], {}),
+        ([add("e1", "a"), add("e2", "b"), clear("e3")], {}),
+        # Adds after a clear start from empty.
+        ([add("e1", "a", 3), clear("e2"), add("e3", "a")], {"a": 1}),
+    ],
+)
+def test_quantities(events: list[CartEvent], items: dict[str, int]) -> None:
+    """Adds and removals change quantities; cart_cleared empties the cart."""
+    state = fold(*events)
+    assert state.items == items
+    assert state.cart_id == "k1"
+
+
+def test_first_event_records_cart_id_ts_and_position() -> None:
+    """The first event sets cart_id, last_ts and seen[event_id] = its (partition, offset)."""
+    state, applied = apply_cart_event(None, add("e1", "a", 2, ts=T0), (3, 17))
+    assert applied is True
+    assert state == CartState(cart_id="k1", items={"a": 2}, last_ts=T0, seen={"e1": (3, 17)})
+
+
+def test_default_position() -> None:
+    """Without a position, seen records (-1, -1)."""
+    state, _ = apply_cart_event(None, add("e1", "a"))
+    assert state.seen == {"e1": (-1, -1)}
+
+
+def test_clear_keeps_cart_id_and_seen() -> None:
+    """cart_cleared keeps the cart id and the remembered event ids."""
+    state = fold(add("e1", "a"), clear("e2", ts=T0 + 5))
+    assert state == CartState(cart_id="k1", last_ts=T0 + 5, seen={"e1": (0, 0), "e2": (0, 1)})
+
+
+@pytest.mark.parametrize(
+    ("event", "cart_id", "items"),
+    [
+        # A new cart id: the old cart is dropped, the add goes into the new one.
+        (add("e9", "b", cart_id="k2"), "k2", {"b": 1}),
+        (clear("e9", cart_id="k2"), "k2", {}),
+        # A removal in a new cart removes from nothing.
+        (remove("e9", "a", cart_id="k2"), "k2", {}),
+        # The same cart id, or none, keeps the cart.
+        (add("e9", "b", cart_id="k1"), "k1", {"a": 2, "b": 1}),
+        (add("e9", "b", cart_id=None), "k1", {"a": 2, "b": 1}),
+    ],
+)
+def test_new_cart_id_starts_a_new_cart(
+    event: CartEvent, cart_id: str, items: dict[str, int]
+) -> None:
+    """An event with another cart_id resets the cart; one without a cart_id keeps it."""
+    state = fold(add("e1", "a", 2, cart_id="k1"), event)
+    assert (state.cart_id, state.items) == (cart_id, items)
+    # The duplicate memory survives the reset.
+    assert set(state.seen) == {"e1", "e9"}
+
+
+def test_cart_without_cart_id() -> None:
+    """Events without a cart_id build a cart whose cart_id stays None."""
+    state = fold(add("e1", "a", cart_id=None), add("e2", "b", cart_id=None))
+    assert (state.cart_id, state.items) == (None, {"a": 1, "b": 1})
+
+
+def test_last_ts_is_the_latest_event_time() -> None:
+    """last_ts = max of the applied events' ts, even when an older event comes later."""
+    state = fold(add("e1", "a", ts=T0 + 50), add("e2", "b", ts=T0 + 10))
+    assert state.last_ts == T0 + 50
+    state = fold(add("e1", "a", ts=T0 + 50), clear("e2", ts=T0 + 10))
+    assert state.last_ts == T0 + 50
+
+
+def test_max_cart_items() -> None:
+    """A cart holds MAX_CART_ITEMS distinct SKUs; a new SKU beyond that is left out."""
+    assert MAX_CART_ITEMS == 200
+    full = fold(*(add(f"e{n}", f"s{n:03d}") for n in range(200)))
+    assert len(full.items) == 200
+    state, applied = apply_cart_event(full, add("extra", "new-sku"))
+    # Applied (remembered as seen) but the cart is as it was.
+    assert applied is True
+    assert "extra" in state.seen
+    assert state.items == full.items
+    # A SKU already in the cart can still grow: 1 + 4 = 5.
+    state, _ = apply_cart_event(full, add("more", "s000", 4))
+    assert state.items["s000"] == 5
+    assert len(state.items) == 200
+    # After a removal there is room again.
+    state, _ = apply_cart_event(full, remove("rm", "s000"))
+    state, _ = apply_cart_event(state, add("in", "new-sku"))
+    assert state.items["new-sku"] == 1
+    assert len(state.items) == 200
+
+
+def test_duplicate_event_id_is_not_applied() -> None:
+    """An event id seen before returns the same state, False, and keeps its first position."""
+    state, _ = apply_cart_event(None, add("e1", "a", 2), (1, 10))
+    again, applied = apply_cart_event(state, add("e1", "a", 2), (1, 11))
+    assert applied is False
+    assert again is state
+    assert again.items == {"a": 2}
+    assert again.seen == {"e1": (1, 10)}
+
+
+@pytest.mark.parametrize(
+    "duplicate",
+    [add("e1", "b", 9), remove("e1", "a"), clear("e1"), add("e1", "a", cart_id="k2")],
+)
+def test_duplicate_event_id_of_any_type_is_ignored(duplicate: CartEvent) -> None:
+    """A reused event id is ignored whatever the duplicate event says."""
+    state, _ = apply_cart_event(None, add("e1", "a"), (0, 0))
+    assert apply_cart_event(state, duplicate, (0, 1)) == (state, False)
+
+
+def test_seen_evicts_the_oldest_event_ids() -> None:
+    """seen keeps the last MAX_REMEMBERED_EVENTS ids; an evicted id is applied again."""
+    assert MAX_REMEMBERED_EVENTS == 32
+    state = fold(*(add(f"e{n}", "a") for n in range(33)))
+    assert state.items == {"a": 33}
+    assert len(state.seen) == 32
+    assert next(iter(state.seen)) == "e1"
+    assert state.seen["e32"] == (0, 32)
+    # e1 is remembered, e0 is not: e0 counts again (33 + 1 = 34).
+    assert apply_cart_event(state, add("e1", "a"))[1] is False
+    again, applied = apply_cart_event(state, add("e0", "a"), (0, 99))
+    assert applied is True
+    assert again.items == {"a": 34}
+    assert "e1" not in again.seen  # the oldest, e1, makes room for e0
+
+
+def test_apply_does_not_mutate_the_old_state() -> None:
+    """apply_cart_event returns a new state and leaves the given one as it was."""
+    state = fold(add("e1", "a"))
+    apply_cart_event(state, add("e2", "a"), (0, 1))
+    assert state == CartState(cart_id="k1", items={"a": 1}, last_ts=T0, seen={"e1": (0, 0)})
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [{}, {"e1": (0, 0)}, {"e1": (2, 5), "e2": (3, 1_000_000)}],
+)
+def test_json_round_trip(seen: dict[str, Position]) -> None:
+    """CartState.from_json(to_json()) gives back tuples for positions."""
+    state = CartState(cart_id="k1", items={"a": 2, "b": 1}, last_ts=T0, seen=seen)
+    assert CartState.from_json(state.to_json()) == state

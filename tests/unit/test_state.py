@@ -1,0 +1,152 @@
+"""stream.state: the `utf8` and `state` Faust codecs used by the tables' changelogs."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+from faust.serializers import codecs
+
+from stream.domain.carts import CartState
+from stream.domain.cooccurrence import ItemRow
+from stream.domain.ltv import CustomerState, OrderMemo
+from stream.domain.subscriptions import SubscriptionState
+from stream.state import STATE_TYPES, StateCodec, Utf8Codec, register_codecs
+
+T0 = 1_795_425_300.0  # 2026-11-23T09:15:00Z
+
+STATES: list[Any] = [
+    CustomerState(),
+    CustomerState(
+        orders=3,
+        # 0.10 + 0.20 + 0.0000001 - 0.05 refunded: exact, trailing zeros kept.
+        revenue=Decimal("0.2500001"),
+        first_ts=T0,
+        last_ts=T0 + 86_400.123,
+        day_values={20_780: Decimal("0.30"), 20_781: Decimal("-0.0499999")},
+        recent_orders={
+            "o1": OrderMemo(20_780, Decimal("0.10"), Decimal("0.05"), 2, 41),
+            "o2": OrderMemo(20_780, Decimal("0.20")),
+            "o3": OrderMemo(20_781, Decimal("1E-7"), Decimal(0), 0, 1_000_000_007),
+        },
+        recent_refunds=("r1",),
+        owned=("sku-é", "b"),
+    ),
+    CartState(),
+    CartState(cart_id="k1", items={"a": 2, "b": 1}, last_ts=T0, seen={"e1": (0, 0), "e2": (3, 9)}),
+    ItemRow(),
+    ItemRow(baskets=7, pairs={"b": 3, "c": 1}, applied={0: 12, 3: 4, 11: 0}, last_ts=T0 + 0.5),
+    SubscriptionState(customer_id="c1"),
+    SubscriptionState(
+        customer_id="c1",
+        plan_id="pro",
+        price=Decimal("19.90"),
+        period_days=30,
+        renews_at=T0 + 30 * 86_400,
+        status="cancelled",
+        updated_ts=T0,
+        recent_events=("e1", "e2"),
+    ),
+]
+IDS = [f"{type(s).__name__}-{n}" for n, s in enumerate(STATES)]
+
+
+def test_state_types() -> None:
+    """The state codec knows the four table value types by class name."""
+    assert {
+        "CustomerState": CustomerState,
+        "CartState": CartState,
+        "ItemRow": ItemRow,
+        "SubscriptionState": SubscriptionState,
+    } == STATE_TYPES
+
+
+@pytest.mark.parametrize("state", STATES, ids=IDS)
+def test_state_codec_round_trip(state: Any) -> None:
+    """StateCodec dumps a state to [type name, fields] bytes and loads back an equal value."""
+    codec = StateCodec()
+    data = codec._dumps(state)
+    assert isinstance(data, bytes)
+    name, fields = orjson.loads(data)
+    assert name == type(state).__name__
+    assert fields == orjson.loads(orjson.dumps(state.to_json()))
+    back = codec._loads(data)
+    assert type(back) is type(state)
+    assert back == state
+
+
+@pytest.mark.parametrize("state", STATES, ids=IDS)
+def test_registered_state_codec_round_trip(state: Any) -> None:
+    """After register_codecs, faust's codecs.dumps/loads('state', ...) round-trip every state."""
+    register_codecs()
+    data = codecs.dumps("state", state)
+    assert isinstance(data, bytes)
+    assert codecs.loads("state", data) == state
+
+
+def test_register_codecs_is_idempotent() -> None:
+    """register_codecs can run twice; the codecs still work."""
+    register_codecs()
+    register_codecs()
+    assert codecs.loads("utf8", codecs.dumps("utf8", "k")) == "k"
+
+
+def test_customer_state_money_and_days_keep_their_types() -> None:
+    """After the trip, money is Decimal with its exact digits and day keys are ints."""
+    back = StateCodec()._loads(StateCodec()._dumps(STATES[1]))
+    assert isinstance(back.revenue, Decimal)
+    assert str(back.revenue) == "0.2500001"
+    assert back.day_values == {20_780: Decimal("0.30"), 20_781: Decimal("-0.0499999")}
+    assert [str(v) for v in back.day_values.values()] == ["0.30", "-0.0499999"]
+    assert all(type(day) is int for day in back.day_values)
+    assert back.recent_orders["o1"] == OrderMemo(20_780, Decimal("0.10"), Decimal("0.05"), 2, 41)
+    assert str(back.recent_orders["o3"].value) == "1E-7"
+    assert back.last_ts == T0 + 86_400.123
+
+
+def test_item_row_partition_keys_come_back_as_ints() -> None:
+    """ItemRow.applied partition keys are ints again after the trip (JSON keys are strings)."""
+    data = StateCodec()._dumps(STATES[5])
+    assert orjson.loads(data)[1]["applied"] == {"0": 12, "3": 4, "11": 0}
+    back = StateCodec()._loads(data)
+    assert back.applied == {0: 12, 3: 4, 11: 0}
+    assert all(type(k) is int for k in back.applied)
+
+
+def test_cart_positions_come_back_as_tuples() -> None:
+    """CartState.seen positions are (partition, offset) tuples again after the trip."""
+    back = StateCodec()._loads(StateCodec()._dumps(STATES[3]))
+    assert back.seen == {"e1": (0, 0), "e2": (3, 9)}
+    assert all(type(pos) is tuple for pos in back.seen.values())
+
+
+def test_subscription_price_comes_back_as_decimal() -> None:
+    """SubscriptionState.price is a Decimal with its digits after the trip (19.90, not 19.9)."""
+    back = StateCodec()._loads(StateCodec()._dumps(STATES[7]))
+    assert str(back.price) == "19.90"
+
+
+@pytest.mark.parametrize(
+    ("text", "data"),
+    [
+        ("c1", b"c1"),
+        ("", b""),
+        ("sku-é", b"sku-\xc3\xa9"),  # é is C3 A9 in UTF-8
+        ("0:3", b"0:3"),
+    ],
+)
+def test_utf8_codec(text: str, data: bytes) -> None:
+    """utf8 encodes str keys as UTF-8 bytes and decodes them back."""
+    codec = Utf8Codec()
+    assert codec._dumps(text) == data
+    assert codec._loads(data) == text
+    register_codecs()
+    assert codecs.dumps("utf8", text) == data
+    assert codecs.loads("utf8", data) == text
+
+
+def test_utf8_codec_passes_bytes_through() -> None:
+    """Bytes given to the utf8 codec are written as they are."""
+    assert Utf8Codec()._dumps(b"raw\xff") == b"raw\xff"

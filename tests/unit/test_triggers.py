@@ -1,0 +1,145 @@
+"""stream.domain.triggers: cart_add and post_purchase triggers, offers and customer figures."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from stream.domain.events import CartEvent, OrderLine, PurchaseEvent
+from stream.domain.ltv import CustomerState
+from stream.domain.suggestions import SuggestedItem, output_id
+from stream.domain.triggers import (
+    cart_add_trigger,
+    cross_sell_offers,
+    customer_summary,
+    post_purchase_trigger,
+)
+
+T0 = 1_795_425_300.0  # 2026-11-23T09:15:00Z
+EMITTED = "2026-11-23T09:15:02Z"
+
+CO = SuggestedItem("c", 0.7, 10, 0.1, 0.5, 1.25, "a", "co_purchase")
+POP = SuggestedItem("f", 0.5, 50, 0.5, 0.0, 0.0, None, "popular")
+STATE = CustomerState(orders=3, revenue=Decimal("45.10"))
+CO_REASON = "bought with a in 50% of its baskets"  # confidence 0.5
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (None, {"ltv": 0.0, "rank": None, "orders": 0, "revenue": 0.0}),
+        (CustomerState(), {"ltv": 0.0, "rank": None, "orders": 0, "revenue": 0.0}),
+        (STATE, {"ltv": 45.1, "rank": None, "orders": 3, "revenue": 45.1}),
+        (
+            CustomerState(orders=1, revenue=Decimal("0.10")),
+            {"ltv": 0.1, "rank": None, "orders": 1, "revenue": 0.1},
+        ),
+    ],
+)
+def test_customer_summary(state: CustomerState | None, expected: dict[str, Any]) -> None:
+    """customer_summary: ltv and revenue as floats, the order count, no rank yet."""
+    summary = customer_summary(state)
+    assert summary == expected
+    assert type(summary["ltv"]) is float
+    assert type(summary["revenue"]) is float
+
+
+def co_purchase(because: str, conf: float) -> SuggestedItem:
+    return SuggestedItem("d", 0.1, 1, 0.01, conf, 1.0, because, "co_purchase")
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        (CO, "bought with a in 50% of its baskets"),  # confidence 0.5
+        (co_purchase("b", 0.25), "bought with b in 25% of its baskets"),
+        (co_purchase("b", 1 / 3), "bought with b in 33% of its baskets"),  # 33.3...% -> 33%
+        (co_purchase("b", 1.0), "bought with b in 100% of its baskets"),
+        (co_purchase("b", 0.0), "bought with b in 0% of its baskets"),
+        (POP, "popular"),
+    ],
+)
+def test_cross_sell_offer_reason(item: SuggestedItem, reason: str) -> None:
+    """An offer's reason gives the antecedent and its confidence, or 'popular'."""
+    (offer,) = cross_sell_offers([item])
+    assert offer == {"type": "cross_sell", "sku": item.sku, "score": item.score, "reason": reason}
+
+
+def test_cross_sell_offers_keep_order_and_round_scores() -> None:
+    """Offers follow the items' order; scores are rounded to 6 places (2/3 -> 0.666667)."""
+    third = SuggestedItem("x", 2 / 3, 1, 0.01, 0.2, 1.0, "a", "co_purchase")
+    offers = cross_sell_offers([POP, third, CO])
+    assert [o["sku"] for o in offers] == ["f", "x", "c"]
+    assert [o["score"] for o in offers] == [0.5, 0.666667, 0.7]
+    assert cross_sell_offers([]) == []
+
+
+def test_cart_add_trigger() -> None:
+    """cart_add: id from the event, RFC 3339 event time, cart and SKU, customer and offers."""
+    event = CartEvent("e1", "item_added", "c1", T0, "a", 1, "k1")
+    trigger = cart_add_trigger(event, "k1", [CO, POP], STATE, "treatment", EMITTED)
+    assert trigger == {
+        "trigger_id": output_id("cart_add", "e1"),
+        "kind": "cart_add",
+        "customer_id": "c1",
+        "variant": "treatment",
+        "event_ts": "2026-11-23T09:15:00Z",
+        "emitted_at": EMITTED,
+        "cart_id": "k1",
+        "sku": "a",
+        "customer": {"ltv": 45.1, "rank": None, "orders": 3, "revenue": 45.1},
+        "offers": [
+            {"type": "cross_sell", "sku": "c", "score": 0.7, "reason": CO_REASON},
+            {"type": "cross_sell", "sku": "f", "score": 0.5, "reason": "popular"},
+        ],
+    }
+
+
+def test_cart_add_trigger_for_a_new_customer() -> None:
+    """A customer with no LTV state gets zero figures; no cart id stays None."""
+    event = CartEvent("e2", "item_added", "c2", T0 + 0.25, "a", 1, None)
+    trigger = cart_add_trigger(event, None, [], None, "treatment", EMITTED)
+    assert trigger["customer"] == {"ltv": 0.0, "rank": None, "orders": 0, "revenue": 0.0}
+    assert (trigger["cart_id"], trigger["offers"]) == (None, [])
+    assert trigger["event_ts"] == "2026-11-23T09:15:00.250Z"
+
+
+def test_post_purchase_trigger() -> None:
+    """post_purchase: id from the event, the order id, customer figures and offers."""
+    event = PurchaseEvent(
+        event_id="p1",
+        type="order_completed",
+        customer_id="c1",
+        ts=T0,
+        order_id="o1",
+        items=(OrderLine("a", 1, Decimal("45.10")),),
+        total=Decimal("45.10"),
+    )
+    trigger = post_purchase_trigger(event, [CO], STATE, "treatment", EMITTED)
+    assert trigger == {
+        "trigger_id": output_id("post_purchase", "p1"),
+        "kind": "post_purchase",
+        "customer_id": "c1",
+        "variant": "treatment",
+        "event_ts": "2026-11-23T09:15:00Z",
+        "emitted_at": EMITTED,
+        "order_id": "o1",
+        "customer": {"ltv": 45.1, "rank": None, "orders": 3, "revenue": 45.1},
+        "offers": [
+            {"type": "cross_sell", "sku": "c", "score": 0.7, "reason": CO_REASON},
+        ],
+    }
+
+
+def test_trigger_ids_differ_by_kind() -> None:
+    """A cart_add and a post_purchase trigger for the same event id get different ids."""
+    cart = CartEvent("same", "item_added", "c1", T0, "a")
+    order = PurchaseEvent("same", "order_completed", "c1", T0, "o1", (), Decimal(0))
+    ids = {
+        cart_add_trigger(cart, None, [], None, "treatment", EMITTED)["trigger_id"],
+        post_purchase_trigger(order, [], None, "treatment", EMITTED)["trigger_id"],
+        output_id("suggestion", "same"),
+    }
+    assert len(ids) == 3
