@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import faust
@@ -49,15 +50,30 @@ from stream.config import Settings
 from stream.domain.carts import CartState, apply_cart_event
 from stream.domain.cooccurrence import (
     Basket,
+    BasketCount,
+    Decay,
+    ItemRow,
     NeighborIndex,
+    Weighted,
     apply_basket,
     basket_items,
+    count_basket,
     neighbors_record,
+    newer,
+    total_of,
 )
 from stream.domain.events import CartEvent, Event, PurchaseEvent, format_ts
 from stream.domain.ltv import CustomerState, apply_order, apply_refund, ltv_record
 from stream.domain.subscriptions import SubscriptionState, apply_subscription_event
-from stream.domain.suggestions import suggest_for_cart, suggestion_record
+from stream.domain.suggestions import (
+    SuggestedItem,
+    SuggestionRules,
+    held_back,
+    recently_bought,
+    record_shown,
+    suggest_for_cart,
+    suggestion_record,
+)
 from stream.domain.triggers import cart_add_trigger, post_purchase_trigger
 from stream.domain.variants import TREATMENT, assign_variant
 from stream.kafka import client_security, faust_credentials
@@ -150,10 +166,20 @@ item_rows = _table("item-rows", "state")
 # Baskets counted per source partition of purchase-events (N_p), written by
 # track_orders; and, on the item side, the largest N_p each item-baskets
 # partition has been told (key "target:source"). N = sum over sources.
-basket_counts = _table("basket-counts", "json", default=int)
-basket_totals = _table("basket-totals", "json", default=int)
+basket_counts = _table("basket-counts", "json")
+basket_totals = _table("basket-totals", "json")
 
-index = NeighborIndex()
+decay = Decay(settings.decay_half_life_days)
+index = NeighborIndex(decay)
+rules = SuggestionRules(
+    limit=settings.max_suggestions,
+    min_count=settings.min_pair_count,
+    min_confidence=settings.min_confidence,
+    min_lift=settings.min_lift,
+    rebuy_window_days=settings.rebuy_window_days,
+    cooldown_hours=settings.suggestion_cooldown_hours,
+    max_shows=settings.max_shows,
+)
 
 
 def now_ts() -> str:
@@ -243,20 +269,22 @@ async def _emit_order_outputs(
     await customer_ltv_topic.send(key=key, value=encode(ltv_record(cid, state, order.ts, variant)))
     if order.type != "order_completed":
         return
+    source, offset = event.message.partition, event.message.offset
     if count:
         metrics.orders.labels(variant).inc()
         metrics.revenue.labels(variant).inc(float(order.total or 0))
-        basket_counts[str(event.message.partition)] += 1
+        before = basket_counts.get(str(source))
+        counted = count_basket(
+            BasketCount.from_json(before) if before else None, order.ts, offset, decay
+        )
+        basket_counts[str(source)] = counted.to_json()
     items = basket_items(order.skus)
-    basket = encode(
-        Basket(
-            order.order_id, items, order.ts, event.message.partition, event.message.offset
-        ).to_json()
-    )
+    basket = encode(Basket(order.order_id, items, order.ts, source, offset).to_json())
     for sku in items:
         await item_baskets_topic.send(key=sku.encode(), value=basket)
     if variant == TREATMENT:
-        offers = suggest_for_cart(items, state.owned, index, settings.max_suggestions)
+        excluded = recently_bought(state.owned, order.ts, rules.rebuy_window_days)
+        offers = suggest_for_cart(items, excluded, index, rules, at=order.ts)
         await triggers_topic.send(
             key=key, value=encode(post_purchase_trigger(order, offers, state, variant, now_ts()))
         )
@@ -264,13 +292,13 @@ async def _emit_order_outputs(
     observe_latency(event)
 
 
-_last_counts_sent: dict[str, int] = {}
+_last_counts_sent: dict[str, Any] = {}
 
 
 @app.timer(interval=1.0)
 async def publish_basket_counts() -> None:
     """Tell every item-baskets partition this worker's N_p (bounded: P x P records)."""
-    counts = {str(p): n for p, n in basket_counts.items()}
+    counts = dict(basket_counts.items())
     if not counts or counts == _last_counts_sent:
         return
     _last_counts_sent.clear()
@@ -289,28 +317,77 @@ async def count_pairs(stream: faust.StreamT[bytes]) -> None:
         target = event.message.partition
         data = orjson.loads(event.value)
         if "totals" in data:
-            for source, seen in data["totals"].items():
+            for source, raw in data["totals"].items():
                 key = f"{target}:{source}"
-                if seen > basket_totals[key]:
-                    basket_totals[key] = seen
+                told = BasketCount.from_json(raw)
+                known = basket_totals.get(key)
+                if newer(told, BasketCount.from_json(known) if known else None):
+                    basket_totals[key] = told.to_json()
             continue
         sku = event.key.decode()
-        row, changed = apply_basket(item_rows.get(sku), sku, Basket.from_json(data))
+        row, changed = apply_basket(
+            item_rows.get(sku),
+            sku,
+            Basket.from_json(data),
+            decay,
+            settings.neighbor_capacity,
+            partition=target,
+        )
         if changed:
             item_rows[sku] = row
-            total = max(_total_baskets(target), row.baskets)
-            await item_neighbors_topic.send(
-                key=event.key,
-                value=encode(
-                    neighbors_record(sku, row, total, index.baskets, settings.max_suggestions)
-                ),
-            )
+            await _publish_row(sku, row)
         timer.observe(time.perf_counter() - started)
 
 
-def _total_baskets(target: int) -> int:
+# Hash of the last item-neighbors record this worker sent per item, so the
+# sweeper republishes only what changed (8 bytes an item, not the record).
+_published: dict[str, int] = {}
+
+
+async def _publish_row(sku: str, row: ItemRow) -> bool:
+    """Send the item's record if it differs from the last one sent; say whether it did."""
+    record = encode(
+        neighbors_record(
+            sku, row, _total_baskets(row.partition), index.weighted, settings.max_suggestions, decay
+        )
+    )
+    fingerprint = hash(record)
+    if _published.get(sku) == fingerprint:
+        return False
+    _published[sku] = fingerprint
+    await item_neighbors_topic.send(key=sku.encode(), value=record)
+    return True
+
+
+def _total_baskets(target: int) -> Weighted:
     """N as known to one item-baskets partition: the sum of the N_p it was told."""
-    return sum(basket_totals[f"{target}:{source}"] for source in range(settings.partitions))
+    told = (basket_totals.get(f"{target}:{source}") for source in range(settings.partitions))
+    return total_of((BasketCount.from_json(raw) for raw in told if raw), decay)
+
+
+SWEEP_ROWS_PER_TICK = 2000
+_sweep: list[str] = []
+
+
+@app.timer(interval=1.0)
+async def refresh_item_neighbors() -> None:
+    """Republish rows whose N or neighbours' n_j moved since they were sent.
+
+    A row's support and lift depend on N and on other items' n_j, which
+    change without the row changing. This walks the rows round-robin, at
+    most SWEEP_ROWS_PER_TICK a second (bounded work, never a scan per
+    event); once input is quiet, every published record is exact.
+    """
+    if not _sweep:
+        _sweep.extend(item_rows.keys())
+    # Only rows of partitions this worker owns now: after a rebalance, rows
+    # left in memory from a lost partition must not overwrite the new owner's.
+    owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == T.item_baskets}
+    for _ in range(min(SWEEP_ROWS_PER_TICK, len(_sweep))):
+        sku = _sweep.pop()
+        row: ItemRow | None = item_rows.get(sku)
+        if row is not None and row.partition in owned:
+            await _publish_row(sku, row)
 
 
 @app.agent(cart_topic)
@@ -321,25 +398,28 @@ async def suggest_cross_sell(stream: faust.StreamT[bytes]) -> None:
         started = time.perf_counter()
         cid = change.customer_id
         position = (event.message.partition, event.message.offset)
-        before: CartState | None = carts.get(cid)
-        cart, applied = apply_cart_event(before, change, position)
+        cart, applied = apply_cart_event(carts.get(cid), change, position)
+        answer = change.type == "item_added" and (
+            applied or cart.seen.get(change.event_id) == position
+        )
+        if answer:
+            cart = await _answer_cart_add(event, change, cart)
         if applied:
             carts[cid] = cart
-        if change.type == "item_added" and (applied or cart.seen.get(change.event_id) == position):
-            await _answer_cart_add(event, change, cart)
         timer.observe(time.perf_counter() - started)
 
 
-async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartState) -> None:
+async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartState) -> CartState:
+    """Send the one suggestion (and a cart_add trigger); return the cart with what was shown."""
     cid = change.customer_id
     variant = assign_variant(cid, settings.holdout_share)
     customer: CustomerState | None = customers.get(cid)
-    owned = customer.owned if customer is not None else ()
-    items = (
-        suggest_for_cart(cart.items, owned, index, settings.max_suggestions)
-        if variant == TREATMENT
-        else []
-    )
+    items: list[SuggestedItem] = []
+    if variant == TREATMENT:
+        owned = customer.owned if customer is not None else {}
+        excluded = recently_bought(owned, change.ts, rules.rebuy_window_days)
+        excluded |= held_back(cart.shown, change.ts, rules)
+        items = suggest_for_cart(cart.items, excluded, index, rules, at=change.ts)
     emitted_at = now_ts()
     key = cid.encode()
     await suggestions_topic.send(
@@ -355,6 +435,9 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
         )
         metrics.triggers_emitted.labels("cart_add").inc()
     observe_latency(event)
+    if not items:
+        return cart
+    return replace(cart, shown=record_shown(cart.shown, items, change.ts, rules))
 
 
 @app.agent(subscription_topic)

@@ -103,6 +103,13 @@ class Settings:
     ltv_params: Path | None = None
     renewal_windows_days: tuple[int, ...] = (14, 3)
     max_suggestions: int = 10
+    neighbor_capacity: int = 100
+    min_pair_count: float = 2.0
+    min_confidence: float = 0.02
+    min_lift: float = 1.0
+    rebuy_window_days: float = 0.0
+    suggestion_cooldown_hours: float = 24.0
+    max_shows: int = 3
     holdout_share: float = 0.0
     app_id: str = "cross-sell-stream"
     live_clock: bool = False
@@ -133,6 +140,22 @@ class Settings:
             max_suggestions=_get(
                 env, "STREAM_MAX_SUGGESTIONS", _positive_int, defaults.max_suggestions
             ),
+            neighbor_capacity=_get(
+                env, "STREAM_NEIGHBOR_CAPACITY", _positive_int, defaults.neighbor_capacity
+            ),
+            min_pair_count=_get(
+                env, "STREAM_MIN_PAIR_COUNT", _non_negative_float, defaults.min_pair_count
+            ),
+            min_confidence=_get(env, "STREAM_MIN_CONFIDENCE", _fraction, defaults.min_confidence),
+            min_lift=_get(env, "STREAM_MIN_LIFT", _non_negative_float, defaults.min_lift),
+            rebuy_window_days=_get(env, "STREAM_REBUY_WINDOW_DAYS", _non_negative_float, 0.0),
+            suggestion_cooldown_hours=_get(
+                env,
+                "STREAM_SUGGESTION_COOLDOWN_HOURS",
+                _non_negative_float,
+                defaults.suggestion_cooldown_hours,
+            ),
+            max_shows=_get(env, "STREAM_MAX_SHOWS", _positive_int, defaults.max_shows),
             holdout_share=_get(env, "STREAM_HOLDOUT_SHARE", _share, 0.0),
             app_id=_get(env, "STREAM_APP_ID", _nonempty, defaults.app_id),
             live_clock=_get(env, "STREAM_LIVE_CLOCK", _boolean, False),
@@ -174,6 +197,13 @@ _KNOWN = frozenset(
         "STREAM_RENEWAL_WINDOWS_DAYS",
         "STREAM_MAX_SUGGESTIONS",
         "STREAM_HOLDOUT_SHARE",
+        "STREAM_NEIGHBOR_CAPACITY",
+        "STREAM_MIN_PAIR_COUNT",
+        "STREAM_MIN_CONFIDENCE",
+        "STREAM_MIN_LIFT",
+        "STREAM_REBUY_WINDOW_DAYS",
+        "STREAM_SUGGESTION_COOLDOWN_HOURS",
+        "STREAM_MAX_SHOWS",
         "STREAM_APP_ID",
         "STREAM_LIVE_CLOCK",
         "STREAM_SECURITY_PROTOCOL",
@@ -227,6 +257,13 @@ def _share(raw: str) -> float:
     value = float(raw)
     if not 0 <= value < 1:
         raise ValueError("must be a fraction in [0, 1)")
+    return value
+
+
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 1:
+        raise ValueError("must be a fraction in [0, 1]")
     return value
 
 

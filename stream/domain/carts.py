@@ -26,6 +26,8 @@ class CartState:
     items: dict[str, int] = field(default_factory=dict)
     last_ts: float = 0.0
     seen: dict[str, Position] = field(default_factory=dict)
+    # Suggested items shown to this customer: sku -> (times, window start).
+    shown: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -33,6 +35,7 @@ class CartState:
             "items": dict(self.items),
             "last_ts": self.last_ts,
             "seen": {eid: list(pos) for eid, pos in self.seen.items()},
+            "shown": {sku: list(entry) for sku, entry in self.shown.items()},
         }
 
     @classmethod
@@ -42,6 +45,10 @@ class CartState:
             items={str(k): int(v) for k, v in data["items"].items()},
             last_ts=float(data["last_ts"]),
             seen={eid: (int(pos[0]), int(pos[1])) for eid, pos in data["seen"].items()},
+            shown={
+                sku: (int(entry[0]), float(entry[1]))
+                for sku, entry in data.get("shown", {}).items()
+            },
         )
 
 
@@ -62,10 +69,15 @@ def apply_cart_event(
     while len(seen) > MAX_REMEMBERED_EVENTS:
         del seen[next(iter(seen))]
     if event.cart_id is not None and event.cart_id != current.cart_id:
-        current = CartState(cart_id=event.cart_id)
+        current = CartState(cart_id=event.cart_id, shown=current.shown)
     if event.type == "cart_cleared":
         return (
-            CartState(cart_id=current.cart_id, last_ts=max(current.last_ts, event.ts), seen=seen),
+            CartState(
+                cart_id=current.cart_id,
+                last_ts=max(current.last_ts, event.ts),
+                seen=seen,
+                shown=current.shown,
+            ),
             True,
         )
     assert event.sku is not None  # the codec requires a sku for adds and removals

@@ -56,7 +56,7 @@ class CustomerState:
     day_values: dict[int, Decimal] = field(default_factory=dict)
     recent_orders: dict[str, OrderMemo] = field(default_factory=dict)
     recent_refunds: tuple[str, ...] = ()
-    owned: tuple[str, ...] = ()
+    owned: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,7 +70,7 @@ class CustomerState:
                 for oid, m in self.recent_orders.items()
             },
             "recent_refunds": list(self.recent_refunds),
-            "owned": list(self.owned),
+            "owned": dict(self.owned),
         }
 
     @classmethod
@@ -86,12 +86,23 @@ class CustomerState:
                 for oid, m in data["recent_orders"].items()
             },
             recent_refunds=tuple(data["recent_refunds"]),
-            owned=tuple(data["owned"]),
+            owned={str(k): float(v) for k, v in data["owned"].items()},
         )
 
 
 MAX_OWNED_ITEMS: Final = 200
 MAX_REMEMBERED_REFUNDS: Final = 64
+
+
+def remember_bought(owned: dict[str, float], skus: tuple[str, ...], ts: float) -> dict[str, float]:
+    """SKU -> latest purchase time, keeping the MAX_OWNED_ITEMS most recently bought."""
+    updated = dict(owned)
+    for sku in skus:
+        updated[sku] = max(updated.get(sku, ts), ts)
+    if len(updated) > MAX_OWNED_ITEMS:
+        newest = sorted(updated.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_OWNED_ITEMS]
+        updated = dict(newest)
+    return updated
 
 
 def apply_order(
@@ -112,7 +123,7 @@ def apply_order(
     recent[event.order_id] = OrderMemo(day=day, value=value, partition=partition, offset=offset)
     while len(recent) > MAX_REMEMBERED_ORDERS:
         del recent[next(iter(recent))]
-    owned = tuple(dict.fromkeys((*event.skus, *current.owned)))[:MAX_OWNED_ITEMS]
+    owned = remember_bought(current.owned, event.skus, event.ts)
     return (
         replace(
             current,

@@ -1,25 +1,43 @@
 """Cross-sell suggestions for a cart, from the co-occurrence read model.
 
-Candidates are the published neighbours of every item in the cart. A
-candidate's score sums confidence(c -> j) over the cart items c, so an
-item that goes with several things in the cart ranks above one that goes
-with a single one; each suggested item carries the count, support,
-confidence and lift of its strongest antecedent. Items in the cart and
-items the customer already owns are left out. When the cart's items have
-no neighbours at all (cold items, a young model), the most popular items
-stand in, marked `source: "popular"`; they never pad out a list of real
-co-purchases, which would push unrelated items.
+Candidates are the published neighbours of every item in the cart. A pair
+a -> j qualifies when its count, confidence and lift reach the rules'
+thresholds; a candidate's score sums confidence(a -> j) over the cart items
+a that it qualifies for, so an item that goes with several things in the
+cart ranks above one that goes with a single one. Each suggested item
+carries the count, support, confidence and lift of its strongest
+antecedent. Left out: items in the cart, items the customer bought within
+the rebuy window (or ever, with a window of 0), and items already shown to
+the customer `max_shows` times within the cooldown. When nothing
+qualifies (cold items, a young model), the most popular items stand in,
+marked `source: "popular"`; they never pad out a list of real co-purchases,
+which would push unrelated items.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
-from stream.domain.cooccurrence import NeighborIndex, confidence, lift, support
-from stream.domain.events import CartEvent, format_ts
+from stream.domain.cooccurrence import NeighborIndex, Number, confidence, lift, support
+from stream.domain.events import SECONDS_PER_DAY, CartEvent, format_ts
+
+MAX_SHOWN_KEPT: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestionRules:
+    """What qualifies and what is held back (settings: STREAM_MIN_*, STREAM_*_WINDOW...)."""
+
+    limit: int = 10
+    min_count: float = 2
+    min_confidence: float = 0.02
+    min_lift: float = 1.0
+    rebuy_window_days: float = 0.0
+    cooldown_hours: float = 24.0
+    max_shows: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +46,7 @@ class SuggestedItem:
 
     sku: str
     score: float
-    count: int
+    count: Number
     support: float
     confidence: float
     lift: float
@@ -48,48 +66,97 @@ class SuggestedItem:
         }
 
 
+def recently_bought(owned: Mapping[str, float], at: float, window_days: float) -> set[str]:
+    """Items bought within `window_days` before `at` (window 0: every item ever bought)."""
+    if window_days <= 0:
+        return set(owned)
+    since = at - window_days * SECONDS_PER_DAY
+    return {sku for sku, bought in owned.items() if bought >= since}
+
+
+Shown = Mapping[str, tuple[int, float]]
+
+
+def held_back(shown: Shown, at: float, rules: SuggestionRules) -> set[str]:
+    """Items shown `max_shows` times within the cooldown that started at their first showing."""
+    window = rules.cooldown_hours * 3600.0
+    return {
+        sku
+        for sku, (times, since) in shown.items()
+        if times >= rules.max_shows and at - since < window
+    }
+
+
+def record_shown(
+    shown: Shown, items: Iterable[SuggestedItem], at: float, rules: SuggestionRules
+) -> dict[str, tuple[int, float]]:
+    """Count one more showing of each item; a cooldown window that has passed starts anew.
+
+    Keeps the MAX_SHOWN_KEPT most recently shown items.
+    """
+    window = rules.cooldown_hours * 3600.0
+    updated = dict(shown)
+    for item in items:
+        times, since = updated.pop(item.sku, (0, at))
+        updated[item.sku] = (times + 1, since) if at - since < window else (1, at)
+    while len(updated) > MAX_SHOWN_KEPT:
+        del updated[next(iter(updated))]
+    return updated
+
+
 def suggest_for_cart(
-    cart: Iterable[str], owned: Collection[str], index: NeighborIndex, limit: int
+    cart: Iterable[str],
+    excluded: Collection[str],
+    index: NeighborIndex,
+    rules: SuggestionRules,
+    at: float = 0.0,
 ) -> list[SuggestedItem]:
-    """Up to `limit` items for a cart, best first (ties broken by SKU)."""
+    """Up to `rules.limit` items for a cart at time `at`, best first (ties broken by SKU).
+
+    `excluded` is what must not be suggested beyond the cart itself
+    (recently bought, held back).
+    """
     in_cart = tuple(dict.fromkeys(cart))
-    excluded = set(in_cart).union(owned)
-    total = index.total_baskets
+    left_out = set(in_cart).union(excluded)
+    total = index.total_baskets(at)
     scores: dict[str, float] = {}
     best: dict[str, SuggestedItem] = {}
     for antecedent in in_cart:
-        n_a = index.baskets(antecedent)
-        for other, n_ao in index.neighbors(antecedent):
-            if other in excluded:
+        n_a = index.baskets(antecedent, at)
+        for other, n_ao in index.neighbors(antecedent, at):
+            if other in left_out or n_ao < rules.min_count:
                 continue
             conf = confidence(n_ao, n_a)
+            n_o = max(index.baskets(other, at), n_ao)
+            lifted = lift(n_ao, n_a, n_o, total)
+            if conf < rules.min_confidence or lifted < rules.min_lift:
+                continue
             scores[other] = scores.get(other, 0.0) + conf
             if other not in best or conf > best[other].confidence:
-                n_o = max(index.baskets(other), n_ao)
                 best[other] = SuggestedItem(
                     sku=other,
                     score=0.0,
                     count=n_ao,
                     support=support(n_ao, total),
                     confidence=conf,
-                    lift=lift(n_ao, n_a, n_o, total),
+                    lift=lifted,
                     because=antecedent,
                     source="co_purchase",
                 )
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: rules.limit]
     chosen = [replace(best[sku], score=score) for sku, score in ranked]
     if not chosen:
-        chosen = _popular_fill(index, excluded, limit)
+        chosen = _popular_fill(index, left_out, rules.limit, at)
     return chosen
 
 
 def _popular_fill(
-    index: NeighborIndex, excluded: Collection[str], room: int
+    index: NeighborIndex, excluded: Collection[str], room: int, at: float
 ) -> list[SuggestedItem]:
     """Most-bought items not excluded; score = support of the item alone (n_j / N)."""
-    total = index.total_baskets
+    total = index.total_baskets(at)
     filled: list[SuggestedItem] = []
-    for sku, n_j in index.popular(room + len(excluded)):
+    for sku, n_j in index.popular(room + len(excluded), at):
         if sku in excluded:
             continue
         share = support(n_j, total)

@@ -8,8 +8,10 @@ change nothing; every output matches its JSON Schema; counters match.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from decimal import Decimal
 from itertools import combinations
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.domain.events import format_ts, parse_ts
+from stream.domain.suggestions import SuggestionRules
 from tests.integration.conftest import Deployment, Worker, values
 from tests.schema_check import validate
 
@@ -88,14 +91,40 @@ def worker(deployment: Deployment) -> Worker:
 ORDERS = make_orders(40, seed=1)
 
 
+def exact_neighbors(orders: list[dict[str, Any]]) -> Callable[[list[Any]], bool]:
+    """True once the latest record of every item equals brute force, ratios included."""
+    n_i, n_ij = brute_force(orders)
+    total = len(orders)
+
+    def holds(records: list[Any]) -> bool:
+        latest = latest_by_key(records)
+        if set(latest) != set(n_i):
+            return False
+        for sku, record in latest.items():
+            expected = {j: c for (i, j), c in n_ij.items() if i == sku}
+            published = {n["sku"]: n for n in record["neighbors"]}
+            if record["baskets"] != n_i[sku] or record["total_baskets"] != total:
+                return False
+            if {j: n["count"] for j, n in published.items()} != expected:
+                return False
+            for j, n in published.items():
+                if not math.isclose(n["support"], expected[j] / total, rel_tol=1e-12):
+                    return False
+                if not math.isclose(n["confidence"], expected[j] / n_i[sku], rel_tol=1e-12):
+                    return False
+                exact_lift = expected[j] * total / (n_i[sku] * n_i[j])
+                if not math.isclose(n["lift"], exact_lift, rel_tol=1e-12):
+                    return False
+        return True
+
+    return holds
+
+
 @pytest.fixture(scope="module")
 async def learned(deployment: Deployment, worker: Worker) -> dict[str, Any]:
-    """Send the orders and wait until every output they cause is out."""
+    """Send the orders; wait until every published record is exact (N and n_j included)."""
     await deployment.produce_events(deployment.topics.purchase, ORDERS)
-    fanout = sum(len({line["sku"] for line in o["items"]}) for o in ORDERS)
-    neighbors = await deployment.read(
-        deployment.topics.item_neighbors, lambda rs: len(rs) >= fanout
-    )
+    neighbors = await deployment.read(deployment.topics.item_neighbors, exact_neighbors(ORDERS))
     ltv = await deployment.read(deployment.topics.customer_ltv, lambda rs: len(rs) >= len(ORDERS))
     return {"neighbors": neighbors, "ltv": ltv}
 
@@ -121,7 +150,8 @@ async def test_orders_update_customer_value(
 
 
 async def test_pair_counts_are_exact(deployment: Deployment, learned: dict[str, Any]) -> None:
-    """The latest item-neighbors record of each item holds brute-force n_i and n_ij."""
+    """The latest record of each item: brute-force n_i, n_ij, N, support, confidence, lift."""
+    assert exact_neighbors(ORDERS)(learned["neighbors"])
     n_i, n_ij = brute_force(ORDERS)
     latest = latest_by_key(learned["neighbors"])
     assert set(latest) == set(n_i)
@@ -133,7 +163,7 @@ async def test_pair_counts_are_exact(deployment: Deployment, learned: dict[str, 
         assert published == expected, sku
         for neighbor in record["neighbors"]:
             assert neighbor["confidence"] == pytest.approx(neighbor["count"] / n_i[sku])
-        assert record["total_baskets"] <= len(ORDERS)
+        assert record["total_baskets"] == len(ORDERS)
 
 
 async def test_post_purchase_trigger_per_order(
@@ -194,18 +224,38 @@ async def test_each_cart_add_gets_exactly_one_suggestion(carted: list[dict[str, 
     # The second add of "newbie" (never bought anything): the cart is {cam, sd}.
     second = next(s for s in carted if s["source_event_id"] == "e-add-1")
     cart = ["cam", "sd"]
+    total = len(ORDERS)
+    rules = SuggestionRules()  # the defaults the worker runs with
+
+    def qualifies(a: str, j: str) -> bool:
+        count = n_ij[(a, j)]
+        return (
+            count >= rules.min_count
+            and count / n_i[a] >= rules.min_confidence
+            and count * total / (n_i[a] * n_i[j]) >= rules.min_lift
+        )
+
     scores = {
-        j: sum(n_ij[(c, j)] / n_i[c] for c in cart)
+        j: sum(n_ij[(c, j)] / n_i[c] for c in cart if qualifies(c, j))
         for j in SKUS
-        if j not in cart and any(n_ij[(c, j)] for c in cart)
+        if j not in cart and any(qualifies(c, j) for c in cart)
     }
+    assert scores, "the fixture's orders should give the cart some qualifying pairs"
     ranked = sorted(scores, key=lambda j: (-scores[j], j))
     assert [item["sku"] for item in second["items"]] == ranked
     for item in second["items"]:
-        assert item["score"] == pytest.approx(scores[item["sku"]], rel=1e-6)
-        best = max(cart, key=lambda c: n_ij[(c, item["sku"])] / n_i[c])
+        assert item["score"] == pytest.approx(scores[item["sku"]], abs=1e-6)  # rounded to 6 places
+        best = max(
+            (c for c in cart if qualifies(c, item["sku"])),
+            key=lambda c: n_ij[(c, item["sku"])] / n_i[c],
+        )
         assert item["count"] == n_ij[(best, item["sku"])]
-        assert item["confidence"] == pytest.approx(n_ij[(best, item["sku"])] / n_i[best])
+        j = item["sku"]
+        assert item["confidence"] == pytest.approx(n_ij[(best, j)] / n_i[best], rel=1e-12)
+        assert item["support"] == pytest.approx(n_ij[(best, j)] / total, rel=1e-12)
+        assert item["lift"] == pytest.approx(
+            n_ij[(best, j)] * total / (n_i[best] * n_i[j]), rel=1e-12
+        )
 
 
 async def test_suggestions_leave_out_what_the_customer_owns(
