@@ -8,21 +8,22 @@ change nothing; every output matches its JSON Schema; counters match.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
-from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections import defaultdict
 from decimal import Decimal
-from itertools import combinations
 from typing import Any
 
-import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.domain.events import format_ts, parse_ts
-from stream.domain.suggestions import SuggestionRules
 from tests.integration.conftest import Deployment, Worker, values
+from tests.integration.expectations import (
+    brute_force,
+    exact_neighbors,
+    expected_ranking,
+    latest_by_key,
+)
 from tests.schema_check import validate
 
 pytestmark = pytest.mark.integration
@@ -63,61 +64,12 @@ def order_value(order: dict[str, Any]) -> Decimal:
     )
 
 
-def brute_force(orders: list[dict[str, Any]]) -> tuple[Counter[str], Counter[tuple[str, str]]]:
-    """n_i and n_ij (both orders of each pair) by counting every basket."""
-    n_i: Counter[str] = Counter()
-    n_ij: Counter[tuple[str, str]] = Counter()
-    for order in orders:
-        basket = sorted({line["sku"] for line in order["items"]})
-        n_i.update(basket)
-        for a, b in combinations(basket, 2):
-            n_ij[(a, b)] += 1
-            n_ij[(b, a)] += 1
-    return n_i, n_ij
-
-
-def latest_by_key(records: list[Any]) -> dict[str, dict[str, Any]]:
-    latest: dict[str, dict[str, Any]] = {}
-    for record in records:
-        latest[record.key.decode()] = orjson.loads(record.value)
-    return latest
-
-
 @pytest.fixture(scope="module")
 def worker(deployment: Deployment) -> Worker:
     return deployment.start_worker()
 
 
 ORDERS = make_orders(40, seed=1)
-
-
-def exact_neighbors(orders: list[dict[str, Any]]) -> Callable[[list[Any]], bool]:
-    """True once the latest record of every item equals brute force, ratios included."""
-    n_i, n_ij = brute_force(orders)
-    total = len(orders)
-
-    def holds(records: list[Any]) -> bool:
-        latest = latest_by_key(records)
-        if set(latest) != set(n_i):
-            return False
-        for sku, record in latest.items():
-            expected = {j: c for (i, j), c in n_ij.items() if i == sku}
-            published = {n["sku"]: n for n in record["neighbors"]}
-            if record["baskets"] != n_i[sku] or record["total_baskets"] != total:
-                return False
-            if {j: n["count"] for j, n in published.items()} != expected:
-                return False
-            for j, n in published.items():
-                if not math.isclose(n["support"], expected[j] / total, rel_tol=1e-12):
-                    return False
-                if not math.isclose(n["confidence"], expected[j] / n_i[sku], rel_tol=1e-12):
-                    return False
-                exact_lift = expected[j] * total / (n_i[sku] * n_i[j])
-                if not math.isclose(n["lift"], exact_lift, rel_tol=1e-12):
-                    return False
-        return True
-
-    return holds
 
 
 @pytest.fixture(scope="module")
@@ -215,42 +167,22 @@ async def carted(deployment: Deployment, learned: dict[str, Any]) -> list[dict[s
 
 
 async def test_each_cart_add_gets_exactly_one_suggestion(carted: list[dict[str, Any]]) -> None:
-    """N item_added events -> exactly N suggestions, ranked by summed confidence."""
+    """N item_added events -> exactly N suggestions, ranked as the documented rules say."""
     n_i, n_ij = brute_force(ORDERS)
+    total = len(ORDERS)
     assert sorted(s["source_event_id"] for s in carted) == sorted(a["event_id"] for a in ADDS)
     for suggestion in carted:
         validate("suggestion", suggestion)
         assert suggestion["variant"] == "treatment"
     # The second add of "newbie" (never bought anything): the cart is {cam, sd}.
     second = next(s for s in carted if s["source_event_id"] == "e-add-1")
-    cart = ["cam", "sd"]
-    total = len(ORDERS)
-    rules = SuggestionRules()  # the defaults the worker runs with
-
-    def qualifies(a: str, j: str) -> bool:
-        count = n_ij[(a, j)]
-        return (
-            count >= rules.min_count
-            and count / n_i[a] >= rules.min_confidence
-            and count * total / (n_i[a] * n_i[j]) >= rules.min_lift
-        )
-
-    scores = {
-        j: sum(n_ij[(c, j)] / n_i[c] for c in cart if qualifies(c, j))
-        for j in SKUS
-        if j not in cart and any(qualifies(c, j) for c in cart)
-    }
-    assert scores, "the fixture's orders should give the cart some qualifying pairs"
-    ranked = sorted(scores, key=lambda j: (-scores[j], j))
-    assert [item["sku"] for item in second["items"]] == ranked
+    expected = expected_ranking(ORDERS, ["cam", "sd"])
+    assert expected, "the fixture's orders should give the cart some qualifying pairs"
+    assert [item["sku"] for item in second["items"]] == list(expected)
     for item in second["items"]:
-        assert item["score"] == pytest.approx(scores[item["sku"]], abs=1e-6)  # rounded to 6 places
-        best = max(
-            (c for c in cart if qualifies(c, item["sku"])),
-            key=lambda c: n_ij[(c, item["sku"])] / n_i[c],
-        )
-        assert item["count"] == n_ij[(best, item["sku"])]
-        j = item["sku"]
+        j, best = item["sku"], item["because"]
+        assert item["score"] == pytest.approx(expected[j], abs=1e-6)  # rounded to 6 places
+        assert item["count"] == n_ij[(best, j)]
         assert item["confidence"] == pytest.approx(n_ij[(best, j)] / n_i[best], rel=1e-12)
         assert item["support"] == pytest.approx(n_ij[(best, j)] / total, rel=1e-12)
         assert item["lift"] == pytest.approx(
