@@ -1,26 +1,30 @@
-"""`python -m stream`: `dev` runs everything locally, `fit-ltv` fits the LTV models;
-anything else is Faust's CLI.
+"""`python -m stream COMMAND`: our commands below; anything else is Faust's CLI.
 
 python -m stream dev                              # what `make run` runs
-python -m stream worker -l info --web-port 6066   # one worker
+python -m stream worker -l info --web-port 6066   # one worker (Faust's CLI)
 python -m stream fit-ltv purchases.jsonl --out ltv-params.json   # BG/NBD + Gamma-Gamma
+python -m stream evaluate                         # ranking quality on real orders
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+
+# command -> module whose `main(argv) -> int` runs it (imported only when used,
+# so that `dev` does not build the Faust app in the parent process).
+COMMANDS = {
+    "dev": "stream.dev",
+    "fit-ltv": "stream.fit",
+    "evaluate": "stream.evaluate",
+}
 
 
 def main() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
-    if command == "dev":
-        from stream.dev import main as dev_main
-
-        sys.exit(dev_main(sys.argv[2:]))
-    if command == "fit-ltv":
-        from stream.fit import main as fit_main
-
-        sys.exit(fit_main(sys.argv[2:]))
+    if command in COMMANDS:
+        module = importlib.import_module(COMMANDS[command])
+        sys.exit(module.main(sys.argv[2:]))
     from stream.app import main as worker_main
 
     worker_main()

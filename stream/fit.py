@@ -106,8 +106,11 @@ def _bgnbd_objective(
     w3 = e3 / total
     w4 = e4 / total
     d_r = (
-        digamma(r + x) - digamma(r) + np.log(alpha)
-        - w3 * np.log(alpha + T) - w4 * np.log(alpha + t_x)
+        digamma(r + x)
+        - digamma(r)
+        + np.log(alpha)
+        - w3 * np.log(alpha + T)
+        - w4 * np.log(alpha + t_x)
     )
     d_alpha = r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + t_x)
     d_a = digamma(a + b) - digamma(a + b + x) + w4 / a
@@ -131,8 +134,13 @@ def _gamma_gamma_objective(
     px = p * x
     spend = x * m + v
     ll = (
-        gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v)
-        + (px - 1.0) * np.log(m) + px * np.log(x) - (px + q) * np.log(spend)
+        gammaln(px + q)
+        - gammaln(px)
+        - gammaln(q)
+        + q * np.log(v)
+        + (px - 1.0) * np.log(m)
+        + px * np.log(x)
+        - (px + q) * np.log(spend)
     )
     d_p = x * (digamma(px + q) - digamma(px) + np.log(m) + np.log(x) - np.log(spend))
     d_q = digamma(px + q) - digamma(q) + np.log(v) - np.log(spend)
@@ -166,7 +174,9 @@ def _patterns(*columns: Iterable[float]) -> tuple[list[Floats], Floats]:
 
 
 def fit_bgnbd(
-    frequency: Sequence[float], recency: Sequence[float], T: Sequence[float],
+    frequency: Sequence[float],
+    recency: Sequence[float],
+    T: Sequence[float],
     penalizer: float = 0.0,
 ) -> BgNbdFit:
     """Maximum-likelihood BG/NBD on customers' (x, t_x, T), in whatever time unit they use.
@@ -174,7 +184,7 @@ def fit_bgnbd(
     As lifetimes' `BetaGeoFitter(penalizer_coef=penalizer).fit`: ages are
     scaled so that the oldest is 1 while fitting, and alpha scaled back.
     """
-    if not len(frequency) == len(recency) == len(T) or not frequency:
+    if not len(frequency) == len(recency) == len(T) or len(frequency) == 0:
         raise FitError("BG/NBD needs at least one customer, with x, t_x and T each")
     (x, t_x, age), weights = _patterns(frequency, recency, T)
     oldest = float(age.max())
@@ -202,7 +212,7 @@ def fit_gamma_gamma(
 
     As lifetimes' `GammaGammaFitter(penalizer_coef=penalizer).fit` (no q constraint).
     """
-    if len(frequency) != len(monetary_value) or not frequency:
+    if len(frequency) != len(monetary_value) or len(frequency) == 0:
         raise FitError("Gamma-Gamma needs at least one repeat customer with a value > 0")
     if min(frequency) <= 0 or min(monetary_value) <= 0:
         raise FitError("Gamma-Gamma takes only customers with frequency > 0 and value > 0")

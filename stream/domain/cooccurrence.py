@@ -445,7 +445,10 @@ class BasketCount:
         return [self.offset, self.value, self.landmark]
 
     @classmethod
-    def from_json(cls, data: list[Any]) -> BasketCount:
+    def from_json(cls, data: list[Any] | int) -> BasketCount:
+        """From `[offset, value, landmark]`, or a bare count (stored before versions were kept)."""
+        if isinstance(data, int):
+            return cls(-1, data, 0.0)
         return cls(int(data[0]), data[1], float(data[2]))
 
 

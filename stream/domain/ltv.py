@@ -86,8 +86,16 @@ class CustomerState:
                 for oid, m in data["recent_orders"].items()
             },
             recent_refunds=tuple(data["recent_refunds"]),
-            owned={str(k): float(v) for k, v in data["owned"].items()},
+            owned=_owned(data["owned"], data["first_ts"]),
         )
+
+
+def _owned(raw: Any, first_ts: float | None) -> dict[str, float]:
+    """`owned` as stored: SKU -> last purchase time; a list (before times were kept)
+    is taken as bought at the first purchase, the earliest time it can have been."""
+    if isinstance(raw, list):
+        return {str(sku): float(first_ts or 0.0) for sku in raw}
+    return {str(k): float(v) for k, v in raw.items()}
 
 
 MAX_OWNED_ITEMS: Final = 200

@@ -190,6 +190,44 @@ def test_apply_does_not_mutate_the_old_state() -> None:
     assert state == CartState(cart_id="k1", items={"a": 1}, last_ts=T0, seen={"e1": (0, 0)})
 
 
+SHOWN = {"x": (2, T0 - 60.0), "y": (1, T0)}
+
+
+@pytest.mark.parametrize(
+    ("event", "cart_id", "items"),
+    [
+        (add("e9", "b"), "k1", {"a": 1, "b": 1}),  # the same cart
+        (add("e9", "b", cart_id="k2"), "k2", {"b": 1}),  # a new cart
+        (clear("e9"), "k1", {}),  # a clear
+        (clear("e9", cart_id="k2"), "k2", {}),  # a clear with a new cart id
+        (remove("e9", "a"), "k1", {}),
+    ],
+)
+def test_shown_survives_new_carts_and_clears(
+    event: CartEvent, cart_id: str, items: dict[str, int]
+) -> None:
+    """What was shown to the customer is kept whatever happens to the cart itself."""
+    state, _ = apply_cart_event(CartState(cart_id="k1", shown=SHOWN), add("e1", "a"), (0, 0))
+    state, applied = apply_cart_event(state, event, (0, 1))
+    assert applied is True
+    assert (state.cart_id, state.items) == (cart_id, items)
+    assert state.shown == SHOWN
+
+
+def test_shown_json_round_trip() -> None:
+    """CartState.shown travels as lists and comes back as (int, float) tuples."""
+    state = CartState(cart_id="k1", items={"a": 1}, last_ts=T0, shown=SHOWN)
+    data = state.to_json()
+    assert data["shown"] == {"x": [2, T0 - 60.0], "y": [1, T0]}
+    assert CartState.from_json(data) == state
+
+
+def test_from_json_without_shown() -> None:
+    """A cart stored before `shown` existed loads with nothing shown."""
+    data = {"cart_id": "k1", "items": {"a": 1}, "last_ts": T0, "seen": {}}
+    assert CartState.from_json(data) == CartState(cart_id="k1", items={"a": 1}, last_ts=T0)
+
+
 @pytest.mark.parametrize(
     "seen",
     [{}, {"e1": (0, 0)}, {"e1": (2, 5), "e2": (3, 1_000_000)}],

