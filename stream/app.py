@@ -23,6 +23,7 @@ Delivery is at-least-once; state is idempotent (see each domain module).
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -46,7 +47,7 @@ from stream.codec import (
     decode_subscription,
     encode,
 )
-from stream.config import Settings
+from stream.config import Settings, load_ltv_params
 from stream.domain.carts import CartState, apply_cart_event
 from stream.domain.cooccurrence import (
     Basket,
@@ -63,7 +64,14 @@ from stream.domain.cooccurrence import (
     total_of,
 )
 from stream.domain.events import CartEvent, Event, PurchaseEvent, format_ts
-from stream.domain.ltv import CustomerState, apply_order, apply_refund, ltv_record
+from stream.domain.ltv import (
+    CustomerState,
+    apply_order,
+    apply_refund,
+    customer_scores,
+    ltv_record,
+)
+from stream.domain.rank import Ranking
 from stream.domain.subscriptions import SubscriptionState, apply_subscription_event
 from stream.domain.suggestions import (
     SuggestedItem,
@@ -180,6 +188,26 @@ rules = SuggestionRules(
     cooldown_hours=settings.suggestion_cooldown_hours,
     max_shows=settings.max_shows,
 )
+ltv_params = load_ltv_params(settings.ltv_params)
+
+
+class Clock:
+    """This worker's event-time watermark: the latest event time it has seen.
+
+    With STREAM_LIVE_CLOCK it never lags the wall clock either.
+    """
+
+    def __init__(self) -> None:
+        self.latest = 0.0
+
+    def observe(self, ts: float) -> None:
+        self.latest = max(self.latest, ts)
+
+    def now(self) -> float:
+        return max(self.latest, time.time()) if settings.live_clock else self.latest
+
+
+clock = Clock()
 
 
 def now_ts() -> str:
@@ -221,7 +249,81 @@ async def decoded(
             metrics.dead_lettered.labels(topic, exc.reason).inc()
             continue
         metrics.events_consumed.labels(topic, value.type).inc()
+        clock.observe(value.ts)
         yield event, value
+
+
+# Rank cuts come from the (realized, predicted) values of the customers this
+# worker holds: derived state, rebuilt in bounded chunks after a rebalance
+# rather than kept in a changelog. `_scored` is what `ranking` holds now.
+ranking = Ranking.create(
+    realized_quantile=settings.rank_quantiles[0], predicted_quantile=settings.rank_quantiles[1]
+)
+_scored: dict[str, tuple[float, float]] = {}
+# Re-scoring by event time: (due, customer) with due = as_of + STREAM_LTV_RESCORE_DAYS;
+# `_due_at` tells a live entry from one superseded by a later record.
+_due: list[tuple[float, str]] = []
+_due_at: dict[str, float] = {}
+RESCORE_PER_TICK = 1000
+RESCORE_INTERVAL_S = settings.ltv_rescore_days * 86_400.0
+
+
+def customer_record(cid: str, state: CustomerState, as_of: float, variant: str) -> dict[str, Any]:
+    """Score the customer at `as_of`, move them in the rank tracker, schedule the next score."""
+    scores = customer_scores(state, as_of, ltv_params)
+    values = (float(state.revenue), scores.predicted_clv)
+    ranking.move(_scored.get(cid), values)
+    _scored[cid] = values
+    due = as_of + RESCORE_INTERVAL_S
+    _due_at[cid] = due
+    heapq.heappush(_due, (due, cid))
+    return ltv_record(cid, state, as_of, variant, scores, ranking.rank(*values))
+
+
+_customer_partitions: set[int] = set()
+
+
+@app.timer(interval=1.0)
+async def rescore_customers() -> None:
+    """Republish customers whose record is RESCORE days old in event time (bounded per tick).
+
+    p_alive and expected purchases fall as time passes without purchases;
+    this makes them fall on `customer-ltv` too. After a rebalance the
+    customers of newly owned partitions are scored first (due at once).
+    """
+    owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == T.purchase}
+    if owned != _customer_partitions:
+        _customer_partitions.clear()
+        _customer_partitions.update(owned)
+        for cid in list(_scored):
+            held: CustomerState | None = customers.get(cid)
+            if held is None or held.partition not in owned:
+                _forget(cid)
+        for cid, stored in customers.items():
+            if stored.partition in owned and cid not in _due_at:
+                _due_at[cid] = float("-inf")
+                heapq.heappush(_due, (float("-inf"), cid))
+    now = clock.now()
+    for _ in range(RESCORE_PER_TICK):
+        if not _due or _due[0][0] > now:
+            break
+        due, cid = heapq.heappop(_due)
+        if _due_at.get(cid) != due:
+            continue  # superseded by a later record
+        state: CustomerState | None = customers.get(cid)
+        if state is None or state.partition not in owned:
+            _forget(cid)
+            continue
+        as_of = max(now, state.last_ts or now)
+        record = customer_record(cid, state, as_of, assign_variant(cid, settings.holdout_share))
+        await customer_ltv_topic.send(key=cid.encode(), value=encode(record))
+
+
+def _forget(cid: str) -> None:
+    _due_at.pop(cid, None)
+    values = _scored.pop(cid, None)
+    if values is not None:
+        ranking.remove(values)
 
 
 @app.agent(purchase_topic)
@@ -266,7 +368,10 @@ async def _emit_order_outputs(
     cid = order.customer_id
     variant = assign_variant(cid, settings.holdout_share)
     key = cid.encode()
-    await customer_ltv_topic.send(key=key, value=encode(ltv_record(cid, state, order.ts, variant)))
+    as_of = max(order.ts, state.last_ts or order.ts)
+    await customer_ltv_topic.send(
+        key=key, value=encode(customer_record(cid, state, as_of, variant))
+    )
     if order.type != "order_completed":
         return
     source, offset = event.message.partition, event.message.offset

@@ -16,7 +16,17 @@ from typing import TypeVar
 
 import orjson
 
+from stream.domain.clv import LtvParams
+
 T = TypeVar("T")
+
+
+DEFAULT_LTV_PARAMS = Path(__file__).with_name("ltv_params.json")
+
+
+def load_ltv_params(path: Path | None) -> LtvParams:
+    """The configured params file, or the packaged default (fitted on CDNOW, in days)."""
+    return LtvParams.from_json(orjson.loads((path or DEFAULT_LTV_PARAMS).read_bytes()))
 
 
 class SettingsError(ValueError):
@@ -111,6 +121,8 @@ class Settings:
     suggestion_cooldown_hours: float = 24.0
     max_shows: int = 3
     holdout_share: float = 0.0
+    ltv_rescore_days: float = 7.0
+    rank_quantiles: tuple[float, float] = (0.5, 0.5)
     app_id: str = "cross-sell-stream"
     live_clock: bool = False
     topics: Topics = field(default_factory=Topics)
@@ -157,6 +169,10 @@ class Settings:
             ),
             max_shows=_get(env, "STREAM_MAX_SHOWS", _positive_int, defaults.max_shows),
             holdout_share=_get(env, "STREAM_HOLDOUT_SHARE", _share, 0.0),
+            ltv_rescore_days=_get(
+                env, "STREAM_LTV_RESCORE_DAYS", _positive_float, defaults.ltv_rescore_days
+            ),
+            rank_quantiles=_get(env, "STREAM_RANK_QUANTILES", _quantile_pair, (0.5, 0.5)),
             app_id=_get(env, "STREAM_APP_ID", _nonempty, defaults.app_id),
             live_clock=_get(env, "STREAM_LIVE_CLOCK", _boolean, False),
             topics=Topics(
@@ -197,6 +213,8 @@ _KNOWN = frozenset(
         "STREAM_RENEWAL_WINDOWS_DAYS",
         "STREAM_MAX_SUGGESTIONS",
         "STREAM_HOLDOUT_SHARE",
+        "STREAM_LTV_RESCORE_DAYS",
+        "STREAM_RANK_QUANTILES",
         "STREAM_NEIGHBOR_CAPACITY",
         "STREAM_MIN_PAIR_COUNT",
         "STREAM_MIN_CONFIDENCE",
@@ -297,11 +315,27 @@ def _store_url(raw: str) -> str:
 
 
 def _json_file(raw: str) -> Path:
+    """A BG/NBD + Gamma-Gamma params file (DESIGN.md format), checked now."""
     path = Path(raw)
     content = orjson.loads(path.read_bytes())
     if not isinstance(content, dict):
         raise ValueError(f"{path} must hold a JSON object")
+    LtvParams.from_json(content)
     return path
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < float("inf"):
+        raise ValueError("must be a finite number > 0")
+    return value
+
+
+def _quantile_pair(raw: str) -> tuple[float, float]:
+    parts = [float(part) for part in raw.split(",")]
+    if len(parts) != 2 or not all(0 < q < 1 for q in parts):
+        raise ValueError("must be two quantiles in (0, 1): realized,predicted (e.g. 0.5,0.5)")
+    return parts[0], parts[1]
 
 
 def _existing_file(raw: str) -> Path:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Final
 
+from stream.domain.clv import LtvParams, Scores, score
 from stream.domain.events import SECONDS_PER_DAY, PurchaseEvent, format_ts
 
 MAX_REMEMBERED_ORDERS: Final = 64
@@ -57,6 +58,7 @@ class CustomerState:
     recent_orders: dict[str, OrderMemo] = field(default_factory=dict)
     recent_refunds: tuple[str, ...] = ()
     owned: dict[str, float] = field(default_factory=dict)
+    partition: int = -1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +73,7 @@ class CustomerState:
             },
             "recent_refunds": list(self.recent_refunds),
             "owned": dict(self.owned),
+            "partition": self.partition,
         }
 
     @classmethod
@@ -87,6 +90,7 @@ class CustomerState:
             },
             recent_refunds=tuple(data["recent_refunds"]),
             owned=_owned(data["owned"], data["first_ts"]),
+            partition=int(data.get("partition", -1)),
         )
 
 
@@ -142,6 +146,7 @@ def apply_order(
             day_values=day_values,
             recent_orders=recent,
             owned=owned,
+            partition=partition if partition >= 0 else current.partition,
         ),
         True,
     )
@@ -208,17 +213,28 @@ def rfm(state: CustomerState, as_of: float) -> Rfm:
     )
 
 
-def ltv_record(
-    customer_id: str, state: CustomerState, as_of: float, variant: str
-) -> dict[str, Any]:
-    """The `customer-ltv` record (DESIGN.md): realized value and RFM at `as_of`.
+def customer_scores(state: CustomerState, as_of: float, params: LtvParams) -> Scores:
+    """BG/NBD + Gamma-Gamma scores of the customer's RFM summary at event time `as_of`."""
+    summary = rfm(state, as_of)
+    return score(params, summary.frequency, summary.recency, summary.T, summary.monetary_value)
 
-    Model scores (p_alive, expected_purchases, predicted_clv) are null until
-    BG/NBD + Gamma-Gamma parameters are configured; `ltv` is then the
-    realized revenue alone.
+
+def ltv_record(
+    customer_id: str,
+    state: CustomerState,
+    as_of: float,
+    variant: str,
+    scores: Scores | None = None,
+    rank: str | None = None,
+) -> dict[str, Any]:
+    """The `customer-ltv` record (DESIGN.md): realized value, RFM and model scores at `as_of`.
+
+    `ltv` = realized (net revenue) + predicted CLV. Without `scores` the
+    model fields are null and `ltv` is the realized revenue alone.
     """
     summary = rfm(state, as_of)
     aov = state.revenue / state.orders if state.orders else ZERO
+    predicted = scores.predicted_clv if scores is not None else None
     return {
         "customer_id": customer_id,
         "variant": variant,
@@ -232,9 +248,9 @@ def ltv_record(
         "recency": summary.recency,
         "T": summary.T,
         "monetary_value": summary.monetary_value,
-        "p_alive": None,
-        "expected_purchases": None,
-        "predicted_clv": None,
-        "ltv": state.revenue,
-        "rank": None,
+        "p_alive": scores.p_alive if scores is not None else None,
+        "expected_purchases": scores.expected_purchases if scores is not None else None,
+        "predicted_clv": predicted,
+        "ltv": float(state.revenue) + (predicted or 0.0),
+        "rank": rank,
     }

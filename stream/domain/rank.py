@@ -225,6 +225,11 @@ class Ranking:
         self.realized.move(None if old is None else old[0], new[0])
         self.predicted.move(None if old is None else old[1], new[1])
 
+    def remove(self, old: tuple[float, float]) -> None:
+        """A customer tracked with `old` values leaves the population."""
+        self.realized.remove(old[0])
+        self.predicted.remove(old[1])
+
     def cuts(self) -> tuple[float, float] | None:
         """(realized cut, predicted cut), None while no customer is tracked."""
         realized_cut = self.realized.quantile(self.realized_quantile)

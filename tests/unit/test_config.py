@@ -8,11 +8,14 @@ from typing import Any
 
 import pytest
 
-from stream.config import _KNOWN, Security, Settings, SettingsError, Topics
+from stream.config import _KNOWN, Security, Settings, SettingsError, Topics, load_ltv_params
 from stream.domain.suggestions import SuggestionRules
 
 FILE = "<file>"  # stands for an existing file made in tmp_path
-JSON_OBJECT = '{"bgnbd": {"r": 0.2, "alpha": 4.0, "a": 0.8, "b": 2.4}, "clv_months": 12}'
+JSON_OBJECT = (
+    '{"bgnbd": {"r": 0.2, "alpha": 4.0, "a": 0.8, "b": 2.4},'
+    ' "gamma_gamma": {"p": 6.0, "q": 3.7, "v": 15.0}, "clv_months": 12}'
+)
 
 
 def resolve(raw: str, tmp_path: Path, content: str = JSON_OBJECT) -> str:
@@ -156,6 +159,8 @@ PARSED = [
     ("STREAM_SUGGESTION_COOLDOWN_HOURS", "0", "suggestion_cooldown_hours", 0.0),
     ("STREAM_MAX_SHOWS", "5", "max_shows", 5),
     ("STREAM_MAX_SHOWS", "1", "max_shows", 1),
+    ("STREAM_LTV_RESCORE_DAYS", "1.5", "ltv_rescore_days", 1.5),
+    ("STREAM_RANK_QUANTILES", "0.8,0.6", "rank_quantiles", (0.8, 0.6)),
     ("STREAM_HOLDOUT_SHARE", "0.1", "holdout_share", 0.1),
     ("STREAM_HOLDOUT_SHARE", "0", "holdout_share", 0.0),
     ("STREAM_HOLDOUT_SHARE", "0.999", "holdout_share", 0.999),
@@ -275,6 +280,11 @@ def test_file_variables_are_parsed(var: str, field: str, tmp_path: Path) -> None
         ("STREAM_MAX_SHOWS", "-1"),
         ("STREAM_MAX_SHOWS", "2.5"),
         ("STREAM_MAX_SHOWS", "three"),
+        ("STREAM_LTV_RESCORE_DAYS", "0"),
+        ("STREAM_LTV_RESCORE_DAYS", "inf"),
+        ("STREAM_RANK_QUANTILES", "0.5"),
+        ("STREAM_RANK_QUANTILES", "0.5,1.0"),
+        ("STREAM_RANK_QUANTILES", "0,0.5"),
         ("STREAM_HOLDOUT_SHARE", "1"),
         ("STREAM_HOLDOUT_SHARE", "1.5"),
         ("STREAM_HOLDOUT_SHARE", "-0.1"),
@@ -393,3 +403,27 @@ def test_broker_port_must_be_a_tcp_port(raw: str) -> None:
     """A broker port outside 1-65535 fails fast like STREAM_WEB_PORT does, naming the variable."""
     with pytest.raises(SettingsError, match=r"^STREAM_BROKER="):
         Settings.from_env({"STREAM_BROKER": raw})
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"bgnbd": {"r": 0.2, "alpha": 4.0, "a": 0.8, "b": 2.4}}',  # no gamma_gamma
+        JSON_OBJECT.replace('"alpha": 4.0', '"alpha": -4.0'),  # a negative parameter
+        JSON_OBJECT.replace('"clv_months": 12', '"clv_months": 0'),
+    ],
+)
+def test_ltv_params_must_be_a_valid_params_file(content: str, tmp_path: Path) -> None:
+    """An incomplete or out-of-range params file fails at start, naming STREAM_LTV_PARAMS."""
+    path = resolve(FILE, tmp_path, content)
+    with pytest.raises(SettingsError, match=r"^STREAM_LTV_PARAMS="):
+        Settings.from_env({"STREAM_LTV_PARAMS": path})
+
+
+def test_default_ltv_params_are_the_packaged_cdnow_fit() -> None:
+    """Unset STREAM_LTV_PARAMS: the packaged CDNOW fit in days (alpha = 4.414 weeks x 7)."""
+    params = load_ltv_params(None)
+    assert params.bgnbd.r == pytest.approx(0.243, abs=5e-4)
+    assert params.bgnbd.alpha == pytest.approx(4.414 * 7, abs=7 * 5e-4)
+    assert params.bgnbd.a == pytest.approx(0.793, abs=5e-4)
+    assert params.bgnbd.b == pytest.approx(2.426, abs=5e-4)

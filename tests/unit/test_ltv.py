@@ -7,6 +7,8 @@ from itertools import permutations
 
 import pytest
 
+from stream.config import load_ltv_params
+from stream.domain.clv import Scores, score
 from stream.domain.events import OrderLine, PurchaseEvent
 from stream.domain.ltv import (
     MAX_OWNED_ITEMS,
@@ -17,6 +19,7 @@ from stream.domain.ltv import (
     Rfm,
     apply_order,
     apply_refund,
+    customer_scores,
     day_of,
     ltv_record,
     remember_bought,
@@ -97,6 +100,7 @@ def test_apply_order_first_order() -> None:
         day_values={D0: Decimal("12.50")},
         recent_orders={"o1": OrderMemo(day=D0, value=Decimal("12.50"), partition=3, offset=41)},
         owned={"a": T0 + 60, "b": T0 + 60},
+        partition=3,
     )
 
 
@@ -418,12 +422,13 @@ def test_ltv_record() -> None:
         "p_alive": None,
         "expected_purchases": None,
         "predicted_clv": None,
-        "ltv": Decimal("45.00"),
+        "ltv": 45.0,  # realized only: no scores given
         "rank": None,
     }
     assert type(rec["frequency"]) is int
     assert all(type(rec[k]) is float for k in ("recency", "T", "monetary_value"))
-    assert all(isinstance(rec[k], Decimal) for k in ("revenue", "aov", "ltv"))
+    assert all(isinstance(rec[k], Decimal) for k in ("revenue", "aov"))
+    assert type(rec["ltv"]) is float
 
 
 @pytest.mark.parametrize(
@@ -457,7 +462,7 @@ def test_ltv_record_revenue_is_net_of_refunds() -> None:
     state = fold(*HISTORY, refund("r1", "c", "5.00"))
     rec = ltv_record("c1", state, T0 + 30 * DAY, "treatment")
     # 45.00 - 5.00 = 40.00; aov = 40.00 / 5 = 8.00.
-    assert (rec["revenue"], rec["ltv"], rec["orders"]) == (Decimal("40.00"), Decimal("40.00"), 5)
+    assert (rec["revenue"], rec["ltv"], rec["orders"]) == (Decimal("40.00"), 40.0, 5)
     assert rec["aov"] == Decimal("8.00")
 
 
@@ -465,3 +470,26 @@ def test_customer_state_json_round_trip() -> None:
     """CustomerState.from_json(to_json()) gives back Decimals, int days and memos."""
     state = fold(*HISTORY, refund("r1", "c", "5.00"))
     assert CustomerState.from_json(state.to_json()) == state
+
+
+def test_ltv_record_with_scores_adds_predicted_to_realized() -> None:
+    """With scores: model fields filled, ltv = revenue + predicted CLV, rank passed through."""
+    state, _ = apply_order(None, order("o1", T0, "40.00"))
+    scores = Scores(
+        p_alive=0.9, expected_purchases=1.5, expected_average_value=30.0, predicted_clv=42.25
+    )
+    rec = ltv_record("c1", state, T0, "treatment", scores, "B")
+    assert (rec["p_alive"], rec["expected_purchases"], rec["predicted_clv"]) == (0.9, 1.5, 42.25)
+    assert rec["ltv"] == 82.25  # 40.00 + 42.25
+    assert rec["rank"] == "B"
+
+
+def test_customer_scores_match_the_closed_form() -> None:
+    """customer_scores scores the RFM summary at as_of with the params given."""
+    params = load_ltv_params(None)
+    first, _ = apply_order(None, order("o1", T0, "10.00"))
+    state, _ = apply_order(first, order("o2", T0 + 10 * DAY, "30.00"))
+    as_of = T0 + 40 * DAY
+    # frequency 1 (one repeat day), recency 10, T 40, monetary 30.00
+    expected = score(params, 1, 10.0, 40.0, 30.0)
+    assert customer_scores(state, as_of, params) == expected
