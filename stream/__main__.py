@@ -4,6 +4,7 @@ python -m stream dev                              # what `make run` runs
 python -m stream worker -l info --web-port 6066   # one worker (Faust's CLI)
 python -m stream fit-ltv purchases.jsonl --out ltv-params.json   # BG/NBD + Gamma-Gamma
 python -m stream evaluate                         # ranking quality on real orders
+python -m stream bench memory                     # memory per pair and per customer
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ COMMANDS = {
     "dev": "stream.dev",
     "fit-ltv": "stream.fit",
     "evaluate": "stream.evaluate",
+    "bench": "stream.bench",
 }
 
 

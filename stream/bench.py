@@ -1,0 +1,212 @@
+"""`python -m stream bench memory`: what the state costs, measured.
+
+Memory is measured with tracemalloc: the Python heap taken by the domain
+state that a worker's tables hold in memory (the memory store; RocksDB
+keeps the same values serialized on disk), built from a seeded synthetic
+workload through the same domain functions the agents call:
+
+- co-occurrence rows: bytes per pair (n_ij entry) held, per million pairs;
+- customers: bytes per customer (CustomerState with a few orders each);
+- the time per call of the per-event domain work (apply_basket, apply_order,
+  scoring a customer, suggesting for a cart).
+
+Throughput and latency against the broker are issue #7's benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from stream.config import load_ltv_params
+from stream.domain.cooccurrence import (
+    Basket,
+    ItemRow,
+    NeighborIndex,
+    Weighted,
+    apply_basket,
+    neighbors_record,
+)
+from stream.domain.events import OrderLine, PurchaseEvent
+from stream.domain.ltv import CustomerState, apply_order, customer_scores
+from stream.domain.suggestions import SuggestionRules, suggest_for_cart
+
+DAY = 86_400.0
+T0 = 1_790_000_000.0
+
+
+def _baskets(rng: random.Random, items: int, count: int) -> list[tuple[str, ...]]:
+    """Zipf-like baskets of 2-8 items over `items` SKUs (interned, as decoding would share)."""
+    catalog = [f"sku-{n:07d}" for n in range(items)]
+    weights = [1.0 / (rank + 1) ** 0.8 for rank in range(items)]
+    return [
+        tuple(dict.fromkeys(rng.choices(catalog, weights, k=rng.randint(2, 8))))
+        for _ in range(count)
+    ]
+
+
+def measure_pairs(target_pairs: int, capacity: int, seed: int = 7) -> dict[str, Any]:
+    """Build rows until `target_pairs` n_ij entries are held; bytes per pair."""
+    rng = random.Random(seed)
+    baskets = _baskets(rng, items=max(1000, target_pairs // 40), count=target_pairs // 4)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    rows: dict[str, ItemRow] = {}
+    pairs = 0
+    for offset, items in enumerate(baskets):
+        basket = Basket(str(offset), items, T0 + offset, 0, offset)
+        for sku in items:
+            old = rows.get(sku)
+            rows[sku], _ = apply_basket(old, sku, basket, capacity=capacity)
+            pairs += len(rows[sku].pairs) - (len(old.pairs) if old else 0)
+        if pairs >= target_pairs:
+            break
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return {
+        "pairs": pairs,
+        "items": len(rows),
+        "capacity": capacity,
+        "bytes": used,
+        "bytes_per_pair": used / pairs,
+        "mib_per_million_pairs": used / pairs * 1e6 / 2**20,
+    }
+
+
+def measure_customers(count: int, orders_each: int = 4, seed: int = 7) -> dict[str, Any]:
+    """`count` customers with `orders_each` orders of 1-4 lines each; bytes per customer."""
+    rng = random.Random(seed)
+    events = [
+        [
+            PurchaseEvent(
+                event_id=f"e-{c}-{n}",
+                type="order_completed",
+                customer_id=f"c{c}",
+                ts=T0 + n * 9 * DAY + rng.random() * DAY,
+                order_id=f"o-{c}-{n}",
+                items=(
+                    line := tuple(
+                        OrderLine(f"sku-{rng.randrange(5000):05d}", 1, Decimal("9.99"))
+                        for _ in range(rng.randint(1, 4))
+                    )
+                ),
+                total=sum((x.amount for x in line), Decimal(0)),
+            )
+            for n in range(orders_each)
+        ]
+        for c in range(count)
+    ]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    customers: dict[str, CustomerState] = {}
+    for c, history in enumerate(events):
+        state: CustomerState | None = None
+        for n, event in enumerate(history):
+            state, _ = apply_order(state, event, 0, c * orders_each + n)
+        assert state is not None
+        customers[f"c{c}"] = state
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return {
+        "customers": count,
+        "orders_each": orders_each,
+        "bytes": used,
+        "bytes_per_customer": used / count,
+        "changelog_bytes_per_customer": statistics.mean(
+            len(orjson.dumps(state.to_json())) for state in list(customers.values())[:1000]
+        ),
+    }
+
+
+def _per_call_us(work: Callable[[], object], repeat: int = 5, number: int = 2000) -> float:
+    """Median over `repeat` runs of the mean microseconds per call."""
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for _ in range(number):
+            work()
+        runs.append((time.perf_counter() - started) / number * 1e6)
+    return statistics.median(runs)
+
+
+def measure_calls(capacity: int = 100, seed: int = 7) -> dict[str, float]:
+    """Microseconds per call of the per-event domain work (medians of 5 runs)."""
+    rng = random.Random(seed)
+    baskets = _baskets(rng, items=2000, count=20_000)
+    rows: dict[str, ItemRow] = {}
+    for offset, items in enumerate(baskets):
+        basket = Basket(str(offset), items, T0 + offset, 0, offset)
+        for sku in items:
+            rows[sku], _ = apply_basket(rows.get(sku), sku, basket, capacity=capacity)
+    index = NeighborIndex()
+    total = Weighted(len(baskets))
+
+    def baskets_of(sku: str) -> Weighted | None:
+        return Weighted(rows[sku].baskets) if sku in rows else None
+
+    for sku, row in rows.items():
+        index.apply(neighbors_record(sku, row, total, baskets_of, 10))
+    busy = max(rows, key=lambda sku: len(rows[sku].pairs))
+    probe = Basket("probe", baskets[0], T0, 1, 0)
+    params = load_ltv_params(None)
+    line = (OrderLine("sku-1", 1, Decimal("9.99")),)
+    customer: CustomerState | None = None
+    for n in range(6):
+        customer, _ = apply_order(
+            customer,
+            PurchaseEvent(
+                f"e{n}", "order_completed", "c", T0 + n * 7 * DAY, f"o{n}", line, Decimal("9.99")
+            ),
+        )
+    assert customer is not None
+    new_order = PurchaseEvent(
+        "e9", "order_completed", "c", T0 + 60 * DAY, "o9", line, Decimal("9.99")
+    )
+    cart = list(baskets[1][:3])
+    rules = SuggestionRules()
+    return {
+        "apply_basket_full_row_us": _per_call_us(
+            lambda: apply_basket(rows[busy], busy, probe, capacity=capacity)
+        ),
+        "apply_order_us": _per_call_us(lambda: apply_order(customer, new_order)),
+        "score_customer_us": _per_call_us(lambda: customer_scores(customer, T0 + 70 * DAY, params)),
+        "suggest_3_item_cart_us": _per_call_us(lambda: suggest_for_cart(cart, set(), index, rules)),
+    }
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m stream bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("what", choices=["memory"], help="what to measure")
+    parser.add_argument("--pairs", type=int, default=250_000, help="(per-pair cost is linear)")
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--capacity", type=int, default=100)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    figures = {
+        "pairs": measure_pairs(args.pairs, args.capacity),
+        "customers": measure_customers(args.customers),
+        "per_call_us": measure_calls(args.capacity),
+    }
+    text = orjson.dumps(figures, option=orjson.OPT_INDENT_2)
+    print(text.decode())
+    if args.json:
+        with open(args.json, "wb") as out:
+            out.write(text)
+    return 0
