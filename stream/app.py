@@ -37,6 +37,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import EventT
 from prometheus_client import CollectorRegistry
 
+from stream import health
 from stream.codec import (
     MAX_DEAD_LETTER_BYTES,
     InvalidEvent,
@@ -82,7 +83,7 @@ from stream.domain.suggestions import (
     suggest_for_cart,
     suggestion_record,
 )
-from stream.domain.triggers import cart_add_trigger, post_purchase_trigger
+from stream.domain.triggers import cart_add_trigger, customer_summary, post_purchase_trigger
 from stream.domain.variants import TREATMENT, assign_variant
 from stream.kafka import client_security, faust_credentials
 from stream.metrics import Metrics
@@ -128,6 +129,22 @@ if settings.broker:
 registry = CollectorRegistry()
 metrics = Metrics.create(registry)
 setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="stream_faust")
+
+# --- ops: health and logging ---
+# /health/live and /health/ready for orchestrators, the consumer lag gauge, and
+# one JSON object per log line (stream/health.py).
+app.conf.logging_config = health.logging_config()
+health.install(
+    app,
+    topics=(
+        settings.topics.cart,
+        settings.topics.purchase,
+        settings.topics.subscription,
+        settings.topics.item_baskets,
+    ),
+    lag=metrics.consumer_lag,
+)
+# --- end ops ---
 
 T = settings.topics
 
@@ -277,7 +294,17 @@ def customer_record(cid: str, state: CustomerState, as_of: float, variant: str) 
     due = as_of + RESCORE_INTERVAL_S
     _due_at[cid] = due
     heapq.heappush(_due, (due, cid))
-    return ltv_record(cid, state, as_of, variant, scores, ranking.rank(*values))
+    record = ltv_record(cid, state, as_of, variant, scores, ranking.rank(*values))
+    metrics.customer_ltv.observe(record["ltv"])
+    return record
+
+
+def value_summary(cid: str, state: CustomerState | None, at: float) -> dict[str, Any]:
+    """A trigger's `customer` block: model LTV, rank and p_alive at `at` (tracker untouched)."""
+    if state is None:
+        return customer_summary(None)
+    scores = customer_scores(state, max(at, state.last_ts or at), ltv_params)
+    return customer_summary(state, scores, ranking.rank(float(state.revenue), scores.predicted_clv))
 
 
 _customer_partitions: set[int] = set()
@@ -390,8 +417,9 @@ async def _emit_order_outputs(
     if variant == TREATMENT:
         excluded = recently_bought(state.owned, order.ts, rules.rebuy_window_days)
         offers = suggest_for_cart(items, excluded, index, rules, at=order.ts)
+        summary = value_summary(cid, state, as_of)
         await triggers_topic.send(
-            key=key, value=encode(post_purchase_trigger(order, offers, state, variant, now_ts()))
+            key=key, value=encode(post_purchase_trigger(order, offers, summary, variant, now_ts()))
         )
         metrics.triggers_emitted.labels("post_purchase").inc()
     observe_latency(event)
@@ -535,7 +563,14 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
         await triggers_topic.send(
             key=key,
             value=encode(
-                cart_add_trigger(change, cart.cart_id, items, customer, variant, emitted_at)
+                cart_add_trigger(
+                    change,
+                    cart.cart_id,
+                    items,
+                    value_summary(cid, customer, change.ts),
+                    variant,
+                    emitted_at,
+                )
             ),
         )
         metrics.triggers_emitted.labels("cart_add").inc()

@@ -11,22 +11,32 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-# Event arrival (the record's Kafka timestamp) to output: 1 ms .. 30 s.
+# Event arrival (the record's Kafka timestamp) to output: 1 ms .. 30 s, steps of
+# about 1.5x, so that a quantile is resolved to a few milliseconds where answers
+# are fast (1, 2, 3, 5, 7.5 ms ...) and 2.5 s, the alerting target, is an edge.
 LATENCY_BUCKETS = (
     0.001,
-    0.0025,
+    0.002,
+    0.003,
     0.005,
+    0.0075,
     0.01,
-    0.025,
+    0.015,
+    0.02,
+    0.03,
     0.05,
     0.075,
     0.1,
-    0.25,
+    0.15,
+    0.2,
+    0.3,
     0.5,
     0.75,
     1.0,
     1.5,
+    2.0,
     2.5,
+    3.0,
     5.0,
     10.0,
     30.0,
@@ -47,6 +57,8 @@ PROCESSING_BUCKETS = (
     0.1,
     1.0,
 )
+# Customer lifetime value in the shop's currency units (customer-ltv `ltv`).
+LTV_BUCKETS = (0.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 
 
 class Metrics(NamedTuple):
@@ -63,6 +75,8 @@ class Metrics(NamedTuple):
     pairs_held: Gauge
     orders: Counter
     revenue: Counter
+    customer_ltv: Histogram
+    consumer_lag: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -128,6 +142,20 @@ class Metrics(NamedTuple):
                 "stream_revenue",
                 "Revenue of completed orders counted, by A/B variant (shop currency).",
                 ["variant"],
+                registry=registry,
+            ),
+            customer_ltv=Histogram(
+                "stream_customer_ltv",
+                "Lifetime value (realized + predicted, shop currency) of each customer-ltv "
+                "record published.",
+                buckets=LTV_BUCKETS,
+                registry=registry,
+            ),
+            consumer_lag=Gauge(
+                "stream_consumer_lag_messages",
+                "Records of the input partitions this worker owns that it has not committed "
+                "yet (end offset - committed offset).",
+                ["topic", "partition"],
                 registry=registry,
             ),
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from stream.domain.clv import Scores
 from stream.domain.events import CartEvent, OrderLine, PurchaseEvent
 from stream.domain.ltv import CustomerState
 from stream.domain.suggestions import SuggestedItem, output_id
@@ -29,21 +30,42 @@ CO_REASON = "bought with a in 50% of its baskets"  # confidence 0.5
 @pytest.mark.parametrize(
     ("state", "expected"),
     [
-        (None, {"ltv": 0.0, "rank": None, "orders": 0, "revenue": 0.0}),
-        (CustomerState(), {"ltv": 0.0, "rank": None, "orders": 0, "revenue": 0.0}),
-        (STATE, {"ltv": 45.1, "rank": None, "orders": 3, "revenue": 45.1}),
+        (None, {"ltv": 0.0, "rank": None, "p_alive": None, "orders": 0, "revenue": 0.0}),
+        (
+            CustomerState(),
+            {"ltv": 0.0, "rank": None, "p_alive": None, "orders": 0, "revenue": 0.0},
+        ),
+        (STATE, {"ltv": 45.1, "rank": None, "p_alive": None, "orders": 3, "revenue": 45.1}),
         (
             CustomerState(orders=1, revenue=Decimal("0.10")),
-            {"ltv": 0.1, "rank": None, "orders": 1, "revenue": 0.1},
+            {"ltv": 0.1, "rank": None, "p_alive": None, "orders": 1, "revenue": 0.1},
         ),
     ],
 )
 def test_customer_summary(state: CustomerState | None, expected: dict[str, Any]) -> None:
-    """customer_summary: ltv and revenue as floats, the order count, no rank yet."""
+    """customer_summary without scores: realized value only, no rank, no p_alive."""
     summary = customer_summary(state)
     assert summary == expected
     assert type(summary["ltv"]) is float
     assert type(summary["revenue"]) is float
+
+
+def test_customer_summary_with_scores() -> None:
+    """With scores and a rank: ltv = revenue + predicted CLV (45.10 + 54.90 = 100.0)."""
+    scores = Scores(
+        p_alive=0.8, expected_purchases=2.0, expected_average_value=27.45, predicted_clv=54.9
+    )
+    assert customer_summary(STATE, scores, "A") == {
+        "ltv": pytest.approx(100.0),
+        "rank": "A",
+        "p_alive": 0.8,
+        "orders": 3,
+        "revenue": 45.1,
+    }
+
+
+SUMMARY = customer_summary(STATE)
+NOBODY = customer_summary(None)
 
 
 def co_purchase(because: str, conf: float) -> SuggestedItem:
@@ -79,7 +101,7 @@ def test_cross_sell_offers_keep_order_and_round_scores() -> None:
 def test_cart_add_trigger() -> None:
     """cart_add: id from the event, RFC 3339 event time, cart and SKU, customer and offers."""
     event = CartEvent("e1", "item_added", "c1", T0, "a", 1, "k1")
-    trigger = cart_add_trigger(event, "k1", [CO, POP], STATE, "treatment", EMITTED)
+    trigger = cart_add_trigger(event, "k1", [CO, POP], SUMMARY, "treatment", EMITTED)
     assert trigger == {
         "trigger_id": output_id("cart_add", "e1"),
         "kind": "cart_add",
@@ -89,7 +111,7 @@ def test_cart_add_trigger() -> None:
         "emitted_at": EMITTED,
         "cart_id": "k1",
         "sku": "a",
-        "customer": {"ltv": 45.1, "rank": None, "orders": 3, "revenue": 45.1},
+        "customer": SUMMARY,
         "offers": [
             {"type": "cross_sell", "sku": "c", "score": 0.7, "reason": CO_REASON},
             {"type": "cross_sell", "sku": "f", "score": 0.5, "reason": "popular"},
@@ -100,8 +122,14 @@ def test_cart_add_trigger() -> None:
 def test_cart_add_trigger_for_a_new_customer() -> None:
     """A customer with no LTV state gets zero figures; no cart id stays None."""
     event = CartEvent("e2", "item_added", "c2", T0 + 0.25, "a", 1, None)
-    trigger = cart_add_trigger(event, None, [], None, "treatment", EMITTED)
-    assert trigger["customer"] == {"ltv": 0.0, "rank": None, "orders": 0, "revenue": 0.0}
+    trigger = cart_add_trigger(event, None, [], NOBODY, "treatment", EMITTED)
+    assert trigger["customer"] == {
+        "ltv": 0.0,
+        "rank": None,
+        "p_alive": None,
+        "orders": 0,
+        "revenue": 0.0,
+    }
     assert (trigger["cart_id"], trigger["offers"]) == (None, [])
     assert trigger["event_ts"] == "2026-11-23T09:15:00.250Z"
 
@@ -117,7 +145,7 @@ def test_post_purchase_trigger() -> None:
         items=(OrderLine("a", 1, Decimal("45.10")),),
         total=Decimal("45.10"),
     )
-    trigger = post_purchase_trigger(event, [CO], STATE, "treatment", EMITTED)
+    trigger = post_purchase_trigger(event, [CO], SUMMARY, "treatment", EMITTED)
     assert trigger == {
         "trigger_id": output_id("post_purchase", "p1"),
         "kind": "post_purchase",
@@ -126,7 +154,7 @@ def test_post_purchase_trigger() -> None:
         "event_ts": "2026-11-23T09:15:00Z",
         "emitted_at": EMITTED,
         "order_id": "o1",
-        "customer": {"ltv": 45.1, "rank": None, "orders": 3, "revenue": 45.1},
+        "customer": SUMMARY,
         "offers": [
             {"type": "cross_sell", "sku": "c", "score": 0.7, "reason": CO_REASON},
         ],
@@ -138,8 +166,8 @@ def test_trigger_ids_differ_by_kind() -> None:
     cart = CartEvent("same", "item_added", "c1", T0, "a")
     order = PurchaseEvent("same", "order_completed", "c1", T0, "o1", (), Decimal(0))
     ids = {
-        cart_add_trigger(cart, None, [], None, "treatment", EMITTED)["trigger_id"],
-        post_purchase_trigger(order, [], None, "treatment", EMITTED)["trigger_id"],
+        cart_add_trigger(cart, None, [], NOBODY, "treatment", EMITTED)["trigger_id"],
+        post_purchase_trigger(order, [], NOBODY, "treatment", EMITTED)["trigger_id"],
         output_id("suggestion", "same"),
     }
     assert len(ids) == 3

@@ -1,0 +1,213 @@
+"""What orchestrators and log pipelines read from a worker, besides `/metrics`.
+
+On the worker's web port (STREAM_WEB_PORT), next to `/metrics`:
+
+- `GET /health/live`: 200 `{"live": true, ...}` while the worker's event loop
+  answers and the app has not crashed; 503 once it has crashed or is
+  stopping. A liveness probe that times out means a blocked event loop.
+- `GET /health/ready`: 200 `{"ready": true, "partitions": {...}}` only once
+  this worker has partitions of the input topics assigned and Faust's table
+  recovery for them is complete (the tables hold their state again); 503
+  `{"ready": false, "reason": "..."}` before that, during every rebalance
+  and its recovery, and while stopping. A worker that owns no input
+  partition (more workers than partitions) is an idle standby: 503, reason
+  "no partitions assigned".
+
+Every `LAG_INTERVAL_S` the worker also measures its consumer lag per owned
+input partition, end offset - committed offset, into
+`stream_consumer_lag_messages{topic,partition}` (Faust's own offset gauges
+move only when a record arrives and are cleared at every rebalance, so a
+stalled consumer would show no lag), and logs each readiness change.
+
+Logs: `logging_config()` makes every log line of the worker one JSON object
+(`ts`, `level`, `logger`, `message`, any `extra={...}` fields, `exc_info`),
+standard library and orjson only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+from aiokafka.errors import KafkaError
+from faust.exceptions import ConsumerNotStarted
+from prometheus_client import Gauge
+
+log = logging.getLogger(__name__)
+
+LIVE_PATH = "/health/live"
+READY_PATH = "/health/ready"
+LAG_INTERVAL_S = 5.0
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Whether the worker can do its share of the work now, and if not, why."""
+
+    ready: bool
+    reason: str
+    partitions: tuple[tuple[str, int], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        owned: dict[str, list[int]] = {}
+        for topic, partition in self.partitions:
+            owned.setdefault(topic, []).append(partition)
+        return {"ready": self.ready, "reason": self.reason, "partitions": owned}
+
+
+def readiness(app: Any, topics: Collection[str]) -> Readiness:
+    """Ready = assigned input partitions, table recovery done, no rebalance under way.
+
+    `app` is the Faust app: its flags are read, nothing is awaited, so a
+    probe never waits on Kafka.
+    """
+    if app.crashed:
+        return Readiness(False, f"crashed: {app.crash_reason!r}")
+    if app.should_stop:
+        return Readiness(False, "stopping")
+    if app.rebalancing:
+        return Readiness(False, "rebalancing: partitions are being assigned and tables recovered")
+    if not app.tables.recovery.completed.is_set():
+        return Readiness(False, "waiting for a partition assignment (joining the consumer group)")
+    if app.in_recovery or not app.tables.actives_ready:
+        return Readiness(False, "recovering tables from their changelogs")
+    owned = tuple(
+        sorted(
+            (tp.topic, tp.partition) for tp in app.assignor.assigned_actives() if tp.topic in topics
+        )
+    )
+    if not owned:
+        return Readiness(
+            False, "no partitions assigned: an idle standby (more workers than partitions?)"
+        )
+    return Readiness(True, "partitions assigned and tables recovered", owned)
+
+
+def liveness(app: Any) -> tuple[bool, str]:
+    """Alive unless the app crashed or is stopping (a blocked loop does not answer at all)."""
+    if app.crashed:
+        return False, f"crashed: {app.crash_reason!r}"
+    if app.should_stop:
+        return False, "stopping"
+    return True, "running"
+
+
+def consumer_lag(
+    ends: Mapping[P, int | None],
+    committed: Mapping[P, int | None],
+    earliest: Mapping[P, int | None],
+) -> dict[P, int]:
+    """Per partition: end offset - committed offset, never below 0.
+
+    Offsets are Kafka's: the end is one past the last record, the committed
+    offset is the next record to process. A partition with no commit yet is
+    read from its earliest offset (auto_offset_reset=earliest), so all of it
+    counts. A partition whose end is unknown is left out.
+    """
+    lags: dict[P, int] = {}
+    for tp, end in ends.items():
+        if end is None:
+            continue
+        position = committed.get(tp)
+        if position is None:
+            position = earliest.get(tp) or 0
+        lags[tp] = max(0, end - position)
+    return lags
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ts, level, logger, message, extra fields, exc_info."""
+
+    # Attributes every LogRecord has; anything else came in through `extra=`.
+    STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, tz=UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in self.STANDARD and key not in doc and not key.startswith("_"):
+                doc[key] = value
+        if record.exc_info:
+            doc["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            doc["stack_info"] = self.formatStack(record.stack_info)
+        return orjson.dumps(doc, default=repr).decode()
+
+
+def logging_config() -> dict[str, Any]:
+    """Faust's `logging_config`: JSON lines on stderr, the level still from `-l`.
+
+    `merge` keeps mode's defaults (the root logger at the CLI's level) and
+    replaces only its `default` handler.
+    """
+    return {
+        "merge": True,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+    }
+
+
+def install(app: Any, topics: Collection[str], lag: Gauge) -> None:
+    """Add the health pages and the lag/readiness timer to the Faust app."""
+    inputs = frozenset(topics)
+
+    async def health_live(view: Any, request: Any) -> Any:
+        alive, reason = liveness(app)
+        return view.json({"live": alive, "reason": reason}, status=200 if alive else 503)
+
+    async def health_ready(view: Any, request: Any) -> Any:
+        status = readiness(app, inputs)
+        return view.json(status.to_json(), status=200 if status.ready else 503)
+
+    last: list[Readiness] = []
+
+    async def measure_lag() -> None:
+        """Log readiness changes; set the lag gauge of the partitions this worker owns."""
+        status = readiness(app, inputs)
+        if not last or (last[0].ready, last[0].reason) != (status.ready, status.reason):
+            if status.ready:
+                log.info("worker ready", extra={"partitions": len(status.partitions)})
+            else:
+                log.warning("worker not ready", extra={"reason": status.reason})
+            last[:] = [status]
+        if not status.ready:
+            lag.clear()  # partitions in flux: no stale series for partitions that moved
+            return
+        owned = [tp for tp in app.assignor.assigned_actives() if tp.topic in inputs]
+        try:
+            ends = await app.consumer.highwaters(*owned)
+            # Faust keeps the committed offsets it loaded at assignment and
+            # each one it committed since; it has no public accessor.
+            committed = {tp: app.consumer._committed_offset.get(tp) for tp in owned}
+            fresh = [tp for tp, offset in committed.items() if offset is None]
+            earliest = await app.consumer.earliest_offsets(*fresh) if fresh else {}
+        except (TimeoutError, ConsumerNotStarted, KafkaError) as exc:
+            log.warning("consumer lag not measured", extra={"error": repr(exc)})
+            return
+        lags = consumer_lag(ends, committed, earliest)
+        lag.clear()
+        for tp, value in lags.items():
+            lag.labels(tp.topic, str(tp.partition)).set(value)
+
+    # Faust's decorators are untyped: applied as calls, so mypy keeps the types.
+    app.page(LIVE_PATH, name="health_live")(health_live)
+    app.page(READY_PATH, name="health_ready")(health_ready)
+    app.timer(interval=LAG_INTERVAL_S, name="stream.health.measure_lag")(measure_lag)
