@@ -50,6 +50,14 @@ from stream.codec import (
 )
 from stream.config import Settings, load_ltv_params
 from stream.domain.carts import CartState, apply_cart_event
+from stream.domain.contacts import (
+    ContactRules,
+    ContactState,
+    attribute,
+    record_exposure,
+    record_trigger,
+    restrain,
+)
 from stream.domain.cooccurrence import (
     Basket,
     BasketCount,
@@ -73,9 +81,14 @@ from stream.domain.ltv import (
     ltv_record,
 )
 from stream.domain.rank import Ranking
-from stream.domain.subscriptions import SubscriptionState, apply_subscription_event
+from stream.domain.subscriptions import (
+    SubscriptionState,
+    apply_subscription_event,
+    due_windows,
+    next_due,
+    next_plan,
+)
 from stream.domain.suggestions import (
-    SuggestedItem,
     SuggestionRules,
     held_back,
     recently_bought,
@@ -83,7 +96,12 @@ from stream.domain.suggestions import (
     suggest_for_cart,
     suggestion_record,
 )
-from stream.domain.triggers import cart_add_trigger, customer_summary, post_purchase_trigger
+from stream.domain.triggers import (
+    cart_add_trigger,
+    customer_summary,
+    post_purchase_trigger,
+    renewal_trigger,
+)
 from stream.domain.variants import TREATMENT, assign_variant
 from stream.kafka import client_security, faust_credentials
 from stream.metrics import Metrics
@@ -134,16 +152,7 @@ setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix
 # /health/live and /health/ready for orchestrators, the consumer lag gauge, and
 # one JSON object per log line (stream/health.py).
 app.conf.logging_config = health.logging_config()
-health.install(
-    app,
-    topics=(
-        settings.topics.cart,
-        settings.topics.purchase,
-        settings.topics.subscription,
-        settings.topics.item_baskets,
-    ),
-    lag=metrics.consumer_lag,
-)
+health.install(app, lag=metrics.consumer_lag)
 # --- end ops ---
 
 T = settings.topics
@@ -162,6 +171,16 @@ customer_ltv_topic = _topic(T.customer_ltv)
 item_neighbors_topic = _topic(T.item_neighbors)
 dead_letters_topic = _topic(T.dead_letters)
 item_baskets_topic = _topic(T.item_baskets)
+# Internal: event-time ticks, one per owned partition a second, so that
+# renewal windows fire inside an agent (table writes need the partition's
+# event) even when no event arrives; Faust creates it like its changelogs.
+ticks_topic = app.topic(
+    f"{settings.app_id}-ticks",
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+    internal=True,
+)
 
 
 def _table(name: str, value_serializer: str, **options: Any) -> Any:
@@ -188,6 +207,7 @@ customers = _table("customers", "state")
 carts = _table("carts", "state")
 subscriptions = _table("subscriptions", "state")
 item_rows = _table("item-rows", "state")
+contacts = _table("contacts", "state")
 # Baskets counted per source partition of purchase-events (N_p), written by
 # track_orders; and, on the item side, the largest N_p each item-baskets
 # partition has been told (key "target:source"). N = sum over sources.
@@ -206,6 +226,11 @@ rules = SuggestionRules(
     max_shows=settings.max_shows,
 )
 ltv_params = load_ltv_params(settings.ltv_params)
+contact_rules = ContactRules(
+    daily_cap=settings.trigger_daily_cap,
+    offer_cooldown_hours=settings.offer_cooldown_hours,
+    attribution_days=settings.attribution_days,
+)
 
 
 class Clock:
@@ -405,6 +430,10 @@ async def _emit_order_outputs(
     if count:
         metrics.orders.labels(variant).inc()
         metrics.revenue.labels(variant).inc(float(order.total or 0))
+        attributed = attribute(contacts.get(cid), order, contact_rules)
+        if attributed is not None:
+            metrics.conversions.labels(variant).inc()
+            metrics.attributed_revenue.labels(variant).inc(float(attributed))
         before = basket_counts.get(str(source))
         counted = count_basket(
             BasketCount.from_json(before) if before else None, order.ts, offset, decay
@@ -414,14 +443,11 @@ async def _emit_order_outputs(
     basket = encode(Basket(order.order_id, items, order.ts, source, offset).to_json())
     for sku in items:
         await item_baskets_topic.send(key=sku.encode(), value=basket)
-    if variant == TREATMENT:
-        excluded = recently_bought(state.owned, order.ts, rules.rebuy_window_days)
-        offers = suggest_for_cart(items, excluded, index, rules, at=order.ts)
-        summary = value_summary(cid, state, as_of)
-        await triggers_topic.send(
-            key=key, value=encode(post_purchase_trigger(order, offers, summary, variant, now_ts()))
-        )
-        metrics.triggers_emitted.labels("post_purchase").inc()
+    excluded = recently_bought(state.owned, order.ts, rules.rebuy_window_days)
+    offers = suggest_for_cart(items, excluded, index, rules, at=order.ts)
+    summary = value_summary(cid, state, as_of)
+    trigger = post_purchase_trigger(order, offers, summary, variant, now_ts())
+    await send_trigger(cid, trigger, variant, order.ts)
     observe_latency(event)
 
 
@@ -547,37 +573,128 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
     cid = change.customer_id
     variant = assign_variant(cid, settings.holdout_share)
     customer: CustomerState | None = customers.get(cid)
-    items: list[SuggestedItem] = []
-    if variant == TREATMENT:
-        owned = customer.owned if customer is not None else {}
-        excluded = recently_bought(owned, change.ts, rules.rebuy_window_days)
-        excluded |= held_back(cart.shown, change.ts, rules)
-        items = suggest_for_cart(cart.items, excluded, index, rules, at=change.ts)
+    owned = customer.owned if customer is not None else {}
+    excluded = recently_bought(owned, change.ts, rules.rebuy_window_days)
+    excluded |= held_back(cart.shown, change.ts, rules)
+    # Control customers are shown nothing, but what they would have been shown
+    # is recorded as an exposure, so attribution compares like with like.
+    would_show = suggest_for_cart(cart.items, excluded, index, rules, at=change.ts)
+    items = would_show if variant == TREATMENT else []
     emitted_at = now_ts()
     key = cid.encode()
     await suggestions_topic.send(
         key=key, value=encode(suggestion_record(change, cart.cart_id, items, variant, emitted_at))
     )
     metrics.suggestions_emitted.inc()
-    if variant == TREATMENT and items:
-        await triggers_topic.send(
-            key=key,
-            value=encode(
-                cart_add_trigger(
-                    change,
-                    cart.cart_id,
-                    items,
-                    value_summary(cid, customer, change.ts),
-                    variant,
-                    emitted_at,
-                )
-            ),
-        )
-        metrics.triggers_emitted.labels("cart_add").inc()
+    contacts[cid] = record_exposure(contacts.get(cid), (i.sku for i in would_show), change.ts)
+    if would_show:
+        summary = value_summary(cid, customer, change.ts)
+        trigger = cart_add_trigger(change, cart.cart_id, would_show, summary, variant, emitted_at)
+        await send_trigger(cid, trigger, variant, change.ts)
     observe_latency(event)
     if not items:
         return cart
     return replace(cart, shown=record_shown(cart.shown, items, change.ts, rules))
+
+
+async def send_trigger(cid: str, trigger: dict[str, Any], variant: str, at: float) -> bool:
+    """Send a trigger unless restraint or the holdout stops it; count it either way.
+
+    Offers still in their cooldown are dropped from it; with none left, or with
+    the customer's daily cap reached, it is suppressed (counted by reason).
+    Must run inside the customer's partition's event (it writes `contacts`).
+    """
+    kind = trigger["kind"]
+    if variant != TREATMENT:
+        metrics.triggers_suppressed.labels(kind, "holdout").inc()
+        return False
+    contact: ContactState | None = contacts.get(cid)
+    fresh, reason = restrain(contact, trigger["offers"], at, contact_rules)
+    if reason is not None:
+        metrics.triggers_suppressed.labels(kind, reason).inc()
+        return False
+    trigger = {**trigger, "offers": fresh}
+    contacts[cid] = record_trigger(contact, fresh, at)
+    await triggers_topic.send(key=cid.encode(), value=encode(trigger))
+    metrics.triggers_emitted.labels(kind).inc()
+    return True
+
+
+# Renewal windows by due time, per owned partition: (opens at, subscription id);
+# `_renewal_due_at` tells a live entry from a superseded one. Derived from the
+# subscriptions table, rebuilt when the assignment changes.
+_renewals: dict[int, list[tuple[float, str]]] = {}
+_renewal_due_at: dict[str, float] = {}
+RENEWALS_PER_TICK = 1000
+
+
+def schedule_renewal(sid: str, state: SubscriptionState) -> None:
+    due = next_due(state, settings.renewal_windows_days)
+    if due is None:
+        _renewal_due_at.pop(sid, None)
+        return
+    _renewal_due_at[sid] = due
+    heapq.heappush(_renewals.setdefault(state.partition, []), (due, sid))
+
+
+@app.timer(interval=1.0)
+async def tick() -> None:
+    """Send this worker's event-time watermark to each partition it owns (bounded: P a second)."""
+    owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == T.subscription}
+    if owned != set(_renewals):
+        for lost in set(_renewals) - owned:
+            for _, sid in _renewals.pop(lost):
+                _renewal_due_at.pop(sid, None)
+        for sid, state in subscriptions.items():
+            if state.partition in owned - set(_renewals) and sid not in _renewal_due_at:
+                schedule_renewal(sid, state)
+        for partition in owned:
+            _renewals.setdefault(partition, [])
+    message = encode({"now": clock.now()})
+    for partition in owned:
+        await ticks_topic.send(key=None, value=message, partition=partition)
+
+
+@app.agent(ticks_topic)
+async def fire_renewals(stream: faust.StreamT[bytes]) -> None:
+    """Fire the renewal windows that event time has reached on this partition."""
+    async for event in stream.events():
+        now = float(orjson.loads(event.value)["now"])
+        due = _renewals.get(event.message.partition, [])
+        for _ in range(RENEWALS_PER_TICK):
+            if not due or due[0][0] > now:
+                break
+            opens, sid = heapq.heappop(due)
+            if _renewal_due_at.get(sid) != opens:
+                continue  # superseded
+            state: SubscriptionState | None = subscriptions.get(sid)
+            if state is None:
+                continue
+            opened, fired = due_windows(state, now, settings.renewal_windows_days)
+            subscriptions[sid] = fired
+            schedule_renewal(sid, fired)
+            for window, opens_at in opened:
+                await _announce_renewal(sid, fired, window, opens_at)
+
+
+async def _announce_renewal(sid: str, state: SubscriptionState, window: int, now: float) -> None:
+    cid = state.customer_id
+    variant = assign_variant(cid, settings.holdout_share)
+    customer: CustomerState | None = customers.get(cid)
+    owned = customer.owned if customer is not None else {}
+    addons = suggest_for_cart(list(owned), set(owned), index, rules, at=now) if owned else []
+    trigger = renewal_trigger(
+        sid,
+        state,
+        window,
+        now,
+        next_plan(settings.plan_ladder, state.plan_id),
+        [a for a in addons if a.source == "co_purchase"],
+        value_summary(cid, customer, now),
+        variant,
+        now_ts(),
+    )
+    await send_trigger(cid, trigger, variant, now)
 
 
 @app.agent(subscription_topic)
@@ -587,9 +704,16 @@ async def track_subscriptions(stream: faust.StreamT[bytes]) -> None:
     async for _event, change in decoded(stream, T.subscription, decode_subscription):
         started = time.perf_counter()
         before: SubscriptionState | None = subscriptions.get(change.subscription_id)
-        state, applied = apply_subscription_event(before, change)
+        if before is not None and change.event_id not in before.recent_events:
+            # Windows of the current cycle that opened before this event fire
+            # first: a renewal, a new date or a cancellation replaces the cycle.
+            opened, before = due_windows(before, change.ts, settings.renewal_windows_days)
+            for window, opens_at in opened:
+                await _announce_renewal(change.subscription_id, before, window, opens_at)
+        state, applied = apply_subscription_event(before, change, _event.message.partition)
         if applied:
             subscriptions[change.subscription_id] = state
+            schedule_renewal(change.subscription_id, state)
         timer.observe(time.perf_counter() - started)
 
 

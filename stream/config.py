@@ -121,6 +121,10 @@ class Settings:
     suggestion_cooldown_hours: float = 24.0
     max_shows: int = 3
     holdout_share: float = 0.0
+    plan_ladder: tuple[str, ...] = ()
+    trigger_daily_cap: int = 3
+    offer_cooldown_hours: float = 72.0
+    attribution_days: float = 7.0
     ltv_rescore_days: float = 7.0
     rank_quantiles: tuple[float, float] = (0.5, 0.5)
     app_id: str = "cross-sell-stream"
@@ -169,6 +173,19 @@ class Settings:
             ),
             max_shows=_get(env, "STREAM_MAX_SHOWS", _positive_int, defaults.max_shows),
             holdout_share=_get(env, "STREAM_HOLDOUT_SHARE", _share, 0.0),
+            plan_ladder=_get(env, "STREAM_PLAN_LADDER", _names, ()),
+            trigger_daily_cap=_get(
+                env, "STREAM_TRIGGER_DAILY_CAP", _positive_int, defaults.trigger_daily_cap
+            ),
+            offer_cooldown_hours=_get(
+                env,
+                "STREAM_OFFER_COOLDOWN_HOURS",
+                _non_negative_float,
+                defaults.offer_cooldown_hours,
+            ),
+            attribution_days=_get(
+                env, "STREAM_ATTRIBUTION_DAYS", _positive_float, defaults.attribution_days
+            ),
             ltv_rescore_days=_get(
                 env, "STREAM_LTV_RESCORE_DAYS", _positive_float, defaults.ltv_rescore_days
             ),
@@ -214,6 +231,10 @@ _KNOWN = frozenset(
         "STREAM_MAX_SUGGESTIONS",
         "STREAM_HOLDOUT_SHARE",
         "STREAM_LTV_RESCORE_DAYS",
+        "STREAM_PLAN_LADDER",
+        "STREAM_TRIGGER_DAILY_CAP",
+        "STREAM_OFFER_COOLDOWN_HOURS",
+        "STREAM_ATTRIBUTION_DAYS",
         "STREAM_RANK_QUANTILES",
         "STREAM_NEIGHBOR_CAPACITY",
         "STREAM_MIN_PAIR_COUNT",
@@ -322,6 +343,13 @@ def _json_file(raw: str) -> Path:
         raise ValueError(f"{path} must hold a JSON object")
     LtvParams.from_json(content)
     return path
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in raw.split(","))
+    if any(not name for name in names) or len(set(names)) != len(names):
+        raise ValueError("must be distinct, non-empty names, comma-separated (lowest first)")
+    return names
 
 
 def _positive_float(raw: str) -> float:

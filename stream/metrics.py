@@ -1,8 +1,15 @@
 """Prometheus metrics: one registry shared with Faust's own sensors, one /metrics.
 
 Names start with `stream_`, carry their unit, counters end in `_total`, and
-labels take bounded values (topic, type, reason, kind, agent, variant),
-never a customer or SKU.
+labels take bounded values (topic, type, reason, kind, agent, variant,
+partition), never a customer or SKU.
+
+Faust's sensors (`setup_prometheus_sensors(..., name_prefix="stream_faust")`
+in `stream.app`) add, among others, the offset commit latency
+(`stream_faust_consumer_commit_latency`, milliseconds) and the rebalances
+(`stream_faust_rebalance_done_latency_count`: completed, recovery included).
+Consumer lag is ours (`consumer_lag`, set by `stream.health`): Faust's offset
+gauges move only when a record arrives and are cleared at every rebalance.
 """
 
 from __future__ import annotations
@@ -75,6 +82,9 @@ class Metrics(NamedTuple):
     pairs_held: Gauge
     orders: Counter
     revenue: Counter
+    conversions: Counter
+    attributed_revenue: Counter
+    triggers_suppressed: Counter
     customer_ltv: Histogram
     consumer_lag: Gauge
 
@@ -142,6 +152,25 @@ class Metrics(NamedTuple):
                 "stream_revenue",
                 "Revenue of completed orders counted, by A/B variant (shop currency).",
                 ["variant"],
+                registry=registry,
+            ),
+            conversions=Counter(
+                "stream_cross_sell_conversions",
+                "Orders holding an item the customer was shown or offered within the "
+                "attribution window (control: would have been shown), by A/B variant.",
+                ["variant"],
+                registry=registry,
+            ),
+            attributed_revenue=Counter(
+                "stream_attributed_revenue",
+                "Revenue of the order lines attributed to cross-sell, by A/B variant.",
+                ["variant"],
+                registry=registry,
+            ),
+            triggers_suppressed=Counter(
+                "stream_triggers_suppressed",
+                "Triggers not sent, by kind and reason (daily_cap, no_fresh_offer, holdout).",
+                ["kind", "reason"],
                 registry=registry,
             ),
             customer_ltv=Histogram(

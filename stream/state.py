@@ -13,6 +13,7 @@ import orjson
 from faust.serializers import codecs
 
 from stream.domain.carts import CartState
+from stream.domain.contacts import ContactState
 from stream.domain.cooccurrence import ItemRow
 from stream.domain.ltv import CustomerState
 from stream.domain.subscriptions import SubscriptionState
@@ -23,7 +24,8 @@ class _Stateful(Protocol):
 
 
 STATE_TYPES: dict[str, Any] = {
-    cls.__name__: cls for cls in (CustomerState, CartState, ItemRow, SubscriptionState)
+    cls.__name__: cls
+    for cls in (CustomerState, CartState, ItemRow, SubscriptionState, ContactState)
 }
 
 

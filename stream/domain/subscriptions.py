@@ -1,4 +1,15 @@
-"""Subscriptions from `subscription-events`: plan, price, renewal date, status."""
+"""Subscriptions from `subscription-events`: plan, price, renewal date, status, renewal windows.
+
+A subscription's cycle is its current `renews_at`. A `renewal_approaching`
+trigger fires once per cycle and window (STREAM_RENEWAL_WINDOWS_DAYS, e.g.
+14 and 3 days) when event time passes renews_at minus the window; never for
+a cancelled subscription, never for a renewal date that has been replaced
+(a renewal or a change of date starts a new cycle), never once renews_at
+Each window fires at its own opening time, and the windows of a cycle that
+opened before the event that replaced or cancelled it fire before that
+event is applied: the triggers are a function of the events alone, not of
+how fast they are read.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +17,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Final
 
-from stream.domain.events import SubscriptionEvent
+from stream.domain.events import SECONDS_PER_DAY, SubscriptionEvent
 
 MAX_REMEMBERED_EVENTS: Final = 16
 
@@ -23,6 +34,8 @@ class SubscriptionState:
     status: str = "active"
     updated_ts: float = 0.0
     recent_events: tuple[str, ...] = ()
+    fired: tuple[int, ...] = ()
+    partition: int = -1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -34,6 +47,8 @@ class SubscriptionState:
             "status": self.status,
             "updated_ts": self.updated_ts,
             "recent_events": list(self.recent_events),
+            "fired": list(self.fired),
+            "partition": self.partition,
         }
 
     @classmethod
@@ -47,11 +62,13 @@ class SubscriptionState:
             status=data["status"],
             updated_ts=data["updated_ts"],
             recent_events=tuple(data["recent_events"]),
+            fired=tuple(int(w) for w in data.get("fired", ())),
+            partition=int(data.get("partition", -1)),
         )
 
 
 def apply_subscription_event(
-    state: SubscriptionState | None, event: SubscriptionEvent
+    state: SubscriptionState | None, event: SubscriptionEvent, partition: int = -1
 ) -> tuple[SubscriptionState, bool]:
     """The subscription after `event`; (state, changed). A seen event id changes nothing.
 
@@ -61,6 +78,7 @@ def apply_subscription_event(
     current = state if state is not None else SubscriptionState(customer_id=event.customer_id)
     if event.event_id in current.recent_events:
         return current, False
+    renews_at = event.renews_at if event.renews_at is not None else current.renews_at
     return (
         replace(
             current,
@@ -69,10 +87,57 @@ def apply_subscription_event(
             period_days=(
                 event.period_days if event.period_days is not None else current.period_days
             ),
-            renews_at=event.renews_at if event.renews_at is not None else current.renews_at,
+            renews_at=renews_at,
+            fired=current.fired if renews_at == current.renews_at else (),
+            partition=partition if partition >= 0 else current.partition,
             status="cancelled" if event.type == "subscription_cancelled" else "active",
             updated_ts=max(current.updated_ts, event.ts),
             recent_events=(*current.recent_events, event.event_id)[-MAX_REMEMBERED_EVENTS:],
         ),
         True,
     )
+
+
+def next_due(state: SubscriptionState, windows: tuple[int, ...]) -> float | None:
+    """When the next unfired window of the current cycle opens (None: nothing left to fire)."""
+    if state.status != "active" or state.renews_at is None:
+        return None
+    left = [w for w in windows if w not in state.fired]
+    if not left:
+        return None
+    return state.renews_at - max(left) * SECONDS_PER_DAY
+
+
+def due_windows(
+    state: SubscriptionState, now: float, windows: tuple[int, ...]
+) -> tuple[list[tuple[int, float]], SubscriptionState]:
+    """The windows event time `now` has reached, as (window, opening time), widest first,
+    and the state with them spent.
+
+    Each fires at its own opening time (renews_at - window), not at `now`, so
+    a replay at full speed gives the same triggers as living through it.
+    Nothing fires for a cancelled subscription or a cycle that was replaced
+    (the caller fires what opened before the event that replaced it).
+    """
+    if state.status != "active" or state.renews_at is None:
+        return [], state
+    passed = sorted(
+        (
+            w
+            for w in windows
+            if w not in state.fired and now >= state.renews_at - w * SECONDS_PER_DAY
+        ),
+        reverse=True,
+    )
+    if not passed:
+        return [], state
+    opened = [(w, state.renews_at - w * SECONDS_PER_DAY) for w in passed]
+    return opened, replace(state, fired=tuple(sorted({*state.fired, *passed})))
+
+
+def next_plan(ladder: tuple[str, ...], plan_id: str | None) -> str | None:
+    """The plan above `plan_id` on the ladder (None at the top, or off the ladder)."""
+    if plan_id not in ladder:
+        return None
+    position = ladder.index(plan_id)
+    return ladder[position + 1] if position + 1 < len(ladder) else None

@@ -13,6 +13,7 @@ from typing import Any
 from stream.domain.clv import Scores
 from stream.domain.events import CartEvent, PurchaseEvent, format_ts
 from stream.domain.ltv import CustomerState
+from stream.domain.subscriptions import SubscriptionState
 from stream.domain.suggestions import SuggestedItem, output_id
 
 
@@ -96,4 +97,50 @@ def post_purchase_trigger(
         "order_id": event.order_id,
         "customer": customer,
         "offers": cross_sell_offers(items),
+    }
+
+
+def renewal_trigger(
+    subscription_id: str,
+    subscription: SubscriptionState,
+    window_days: int,
+    now: float,
+    upsell_plan: str | None,
+    addons: list[SuggestedItem],
+    customer: dict[str, Any],
+    variant: str,
+    emitted_at: str,
+) -> dict[str, Any]:
+    """`renewal_approaching`: the subscription renews within `window_days` (fired at `now`).
+
+    Offers: the next plan of the ladder (upsell), then add-ons customers like
+    this one bought together (cross-sell). The id is stable per subscription,
+    cycle (renews_at) and window, so a redelivered tick repeats it.
+    """
+    assert subscription.renews_at is not None  # due_window fires only with a renewal date
+    offers: list[dict[str, Any]] = []
+    if upsell_plan is not None:
+        offers.append(
+            {
+                "type": "upsell",
+                "plan_id": upsell_plan,
+                "score": 1.0,
+                "reason": f"next plan after {subscription.plan_id}",
+            }
+        )
+    offers.extend(cross_sell_offers(addons))
+    cycle = f"{subscription_id}:{subscription.renews_at}:{window_days}"
+    return {
+        "trigger_id": output_id("renewal_approaching", cycle),
+        "kind": "renewal_approaching",
+        "customer_id": subscription.customer_id,
+        "variant": variant,
+        "event_ts": format_ts(now),
+        "emitted_at": emitted_at,
+        "subscription_id": subscription_id,
+        "plan_id": subscription.plan_id,
+        "renews_at": format_ts(subscription.renews_at),
+        "window_days": window_days,
+        "customer": customer,
+        "offers": offers,
     }

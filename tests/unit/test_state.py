@@ -10,6 +10,7 @@ import pytest
 from faust.serializers import codecs
 
 from stream.domain.carts import CartState
+from stream.domain.contacts import ContactState
 from stream.domain.cooccurrence import BasketCount, ItemRow
 from stream.domain.ltv import CustomerState, OrderMemo
 from stream.domain.subscriptions import SubscriptionState
@@ -65,17 +66,22 @@ STATES: list[Any] = [
         updated_ts=T0,
         recent_events=("e1", "e2"),
     ),
+    ContactState(),
+    ContactState(
+        day=20_780, sent_on_day=2, offered={"sku:b": 1.5, "plan:plus": 2.5}, exposed={"b": 1.5}
+    ),
 ]
 IDS = [f"{type(s).__name__}-{n}" for n, s in enumerate(STATES)]
 
 
 def test_state_types() -> None:
-    """The state codec knows the four table value types by class name."""
+    """The state codec knows every table value type by class name."""
     assert {
         "CustomerState": CustomerState,
         "CartState": CartState,
         "ItemRow": ItemRow,
         "SubscriptionState": SubscriptionState,
+        "ContactState": ContactState,
     } == STATE_TYPES
 
 

@@ -1,0 +1,135 @@
+"""Restraint and attribution: what each customer was offered or shown, and when.
+
+- Frequency cap: at most `daily_cap` triggers per customer per UTC day.
+- Offer cooldown: the same offer (an item, or a plan) is not made to the same
+  customer again within `offer_cooldown_hours`; a trigger whose offers
+  were all in their cooldown is not sent (one that had none, such as a plain
+  renewal reminder, is).
+- Attribution: an order line whose SKU the customer was shown (a suggestion)
+  or offered (a trigger) within `attribution_days` before the order is
+  attributed to cross-sell; an order with such a line is a conversion.
+  Control customers of the A/B holdout are shown nothing, but what they
+  would have been shown is recorded the same way, so the two variants'
+  conversion rates compare like with like.
+
+A suppressed trigger is counted by the caller (reason `daily_cap`,
+`no_fresh_offer` or `holdout`), never silently lost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any, Final
+
+from stream.domain.events import SECONDS_PER_DAY, PurchaseEvent
+
+MAX_REMEMBERED: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRules:
+    daily_cap: int = 3
+    offer_cooldown_hours: float = 72.0
+    attribution_days: float = 7.0
+
+
+@dataclass(frozen=True, slots=True)
+class ContactState:
+    """One customer's recent contacts (bounded: MAX_REMEMBERED offers and exposures)."""
+
+    day: int = -1
+    sent_on_day: int = 0
+    offered: dict[str, float] = field(default_factory=dict)
+    exposed: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "day": self.day,
+            "sent_on_day": self.sent_on_day,
+            "offered": dict(self.offered),
+            "exposed": dict(self.exposed),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ContactState:
+        return cls(
+            day=int(data["day"]),
+            sent_on_day=int(data["sent_on_day"]),
+            offered={str(k): float(v) for k, v in data["offered"].items()},
+            exposed={str(k): float(v) for k, v in data["exposed"].items()},
+        )
+
+
+def offer_key(offer: dict[str, Any]) -> str:
+    """`sku:X` or `plan:Y`: what the cooldown counts as the same offer."""
+    return f"sku:{offer['sku']}" if "sku" in offer else f"plan:{offer['plan_id']}"
+
+
+def restrain(
+    state: ContactState | None, offers: Sequence[dict[str, Any]], at: float, rules: ContactRules
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The offers still fresh at `at`, and why the trigger must not be sent (None: send it)."""
+    current = state or ContactState()
+    cooldown = rules.offer_cooldown_hours * 3600.0
+    fresh = [o for o in offers if at - current.offered.get(offer_key(o), -math.inf) >= cooldown]
+    if offers and not fresh:
+        return [], "no_fresh_offer"
+    today = math.floor(at / SECONDS_PER_DAY)
+    if current.day == today and current.sent_on_day >= rules.daily_cap:
+        return fresh, "daily_cap"
+    return fresh, None
+
+
+def _keep_recent(values: dict[str, float]) -> dict[str, float]:
+    if len(values) <= MAX_REMEMBERED:
+        return values
+    return dict(sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_REMEMBERED])
+
+
+def record_trigger(
+    state: ContactState | None, offers: Iterable[dict[str, Any]], at: float
+) -> ContactState:
+    """A trigger with `offers` was sent at `at`: count it for the day, start the cooldowns."""
+    current = state or ContactState()
+    today = math.floor(at / SECONDS_PER_DAY)
+    sent = current.sent_on_day + 1 if current.day == today else 1
+    offered = dict(current.offered)
+    exposed = dict(current.exposed)
+    for offer in offers:
+        offered[offer_key(offer)] = max(at, offered.get(offer_key(offer), at))
+        if "sku" in offer:
+            exposed[offer["sku"]] = max(at, exposed.get(offer["sku"], at))
+    return replace(
+        current,
+        day=max(today, current.day),
+        sent_on_day=sent,
+        offered=_keep_recent(offered),
+        exposed=_keep_recent(exposed),
+    )
+
+
+def record_exposure(state: ContactState | None, skus: Iterable[str], at: float) -> ContactState:
+    """The customer was shown (or, in control, would have been shown) `skus` at `at`."""
+    current = state or ContactState()
+    exposed = dict(current.exposed)
+    for sku in skus:
+        exposed[sku] = max(at, exposed.get(sku, at))
+    return replace(current, exposed=_keep_recent(exposed))
+
+
+def attribute(
+    state: ContactState | None, order: PurchaseEvent, rules: ContactRules
+) -> Decimal | None:
+    """Revenue of the order's lines shown or offered within the window before it (None: none)."""
+    if state is None:
+        return None
+    since = order.ts - rules.attribution_days * SECONDS_PER_DAY
+    attributed = [
+        line.amount
+        for line in order.items
+        if since <= state.exposed.get(line.sku, -math.inf) <= order.ts
+    ]
+    return sum(attributed, Decimal(0)) if attributed else None
