@@ -136,6 +136,8 @@ async def test_triggers_by_event_time(deployment: Deployment) -> None:
     await deployment.produce_events(
         deployment.topics.cart, [add("u5", n, 1 + n / 100, "a") for n in range(4)]
     )
+    # The holdout customer adds an item: answered, with variant control and no items.
+    await deployment.produce_events(deployment.topics.cart, [add(CONTROL, 0, 1, "a")])
     # Event time moves on to day 60 with one late cart event.
     await deployment.produce_events(deployment.topics.cart, [add("clock", 0, 60, "zzz")])
 
@@ -177,6 +179,16 @@ async def test_triggers_by_event_time(deployment: Deployment) -> None:
     # u1 owns `a`: add-ons are what goes with `a`, best first (b: 4 of 6, c: 2 of 6)
     for t in (t for t in renewals if t["subscription_id"] == "s1"):
         assert [o["sku"] for o in t["offers"] if o["type"] == "cross_sell"] == ["b", "c"]
+
+    control = values(
+        await deployment.read(
+            deployment.topics.suggestions,
+            lambda rs: any(v["customer_id"] == CONTROL for v in values(rs)),
+        )
+    )
+    (answer,) = [v for v in control if v["customer_id"] == CONTROL]
+    assert (answer["variant"], answer["items"]) == ("control", [])
+    assert not [t for t in triggers if t["customer_id"] == CONTROL]
 
     # Restraint: u5's first add sends b and c; adds 2 and 3 offer them again inside the
     # 72 h cooldown (held back: no_fresh_offer); add 4 has b and c held back after 3
