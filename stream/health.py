@@ -6,7 +6,7 @@ On the worker's web port (STREAM_WEB_PORT), next to `/metrics`:
   answers and the app has not crashed; 503 once it has crashed or is
   stopping. A liveness probe that times out means a blocked event loop.
 - `GET /health/ready`: 200 `{"ready": true, "partitions": {...}}` only once
-  this worker has partitions of the input topics assigned and Faust's table
+  this worker has partitions of its agents' topics assigned and Faust's table
   recovery for them is complete (the tables hold their state again); 503
   `{"ready": false, "reason": "..."}` before that, during every rebalance
   and its recovery, and while stopping. A worker that owns no input
@@ -14,7 +14,7 @@ On the worker's web port (STREAM_WEB_PORT), next to `/metrics`:
   "no partitions assigned".
 
 Every `LAG_INTERVAL_S` the worker also measures its consumer lag per owned
-input partition, end offset - committed offset, into
+partition of its agents' topics, end offset - committed offset, into
 `stream_consumer_lag_messages{topic,partition}` (Faust's own offset gauges
 move only when a record arrives and are cleared at every rebalance, so a
 stalled consumer would show no lag), and logs each readiness change.
@@ -165,22 +165,33 @@ def logging_config() -> dict[str, Any]:
     }
 
 
-def install(app: Any, topics: Collection[str], lag: Gauge) -> None:
-    """Add the health pages and the lag/readiness timer to the Faust app."""
-    inputs = frozenset(topics)
+def agent_topics(app: Any) -> frozenset[str]:
+    """The topics the app's agents consume: the input topics and the internal ones."""
+    return frozenset(
+        name for agent in app.agents.values() for name in getattr(agent.channel, "topics", ())
+    )
+
+
+def install(app: Any, lag: Gauge) -> None:
+    """Add the health pages and the lag/readiness timer to the Faust app.
+
+    The topics are those of `agent_topics`, read when asked: agents defined
+    after this call count too.
+    """
 
     async def health_live(view: Any, request: Any) -> Any:
         alive, reason = liveness(app)
         return view.json({"live": alive, "reason": reason}, status=200 if alive else 503)
 
     async def health_ready(view: Any, request: Any) -> Any:
-        status = readiness(app, inputs)
+        status = readiness(app, agent_topics(app))
         return view.json(status.to_json(), status=200 if status.ready else 503)
 
     last: list[Readiness] = []
 
     async def measure_lag() -> None:
         """Log readiness changes; set the lag gauge of the partitions this worker owns."""
+        inputs = agent_topics(app)
         status = readiness(app, inputs)
         if not last or (last[0].ready, last[0].reason) != (status.ready, status.reason):
             if status.ready:

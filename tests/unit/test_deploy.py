@@ -3,8 +3,11 @@
 Nothing here starts a container: the compose file is parsed, its `${VAR:-default}`
 interpolation resolved to the defaults (what a plain `docker compose up` without
 a `.env` gets), and every setting, topic, port and path is compared with
-`stream.config` and `pyproject.toml`, so a renamed setting or topic breaks a test
-instead of a deployment.
+`stream.config`, `stream.metrics` and `pyproject.toml`, so a renamed setting, topic
+or metric breaks a test instead of a deployment. Prometheus's own `promtool`
+(Debian's `prometheus` package, which `.ci/run` installs) checks the scrape
+config, the alert rules, their unit tests (deploy/alerts.test.yml) and every
+dashboard query; these tests fail, not skip, when it is missing.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import dataclasses
 import json
 import re
 import shlex
+import shutil
+import subprocess
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -20,9 +25,13 @@ from typing import Any
 
 import pytest
 import yaml
+from faust.sensors.prometheus import FaustMetrics
+from prometheus_client import CollectorRegistry
 
+from stream import health
 from stream.broker import topic_configs
 from stream.config import _KNOWN, Settings, Topics
+from stream.metrics import LATENCY_BUCKETS, Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -30,9 +39,12 @@ DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus.yml"
 ALERTS = DEPLOY / "alerts.yml"
+ALERT_TESTS = DEPLOY / "alerts.test.yml"
 DASHBOARDS = DEPLOY / "grafana" / "dashboards"
 
-WORKER = "worker"
+WORKERS = ("worker-1", "worker-2")
+WORKER = WORKERS[0]
+JOB = "cross-sell-stream"
 KAFKA_DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 # --- compose interpolation -------------------------------------------------------------------
@@ -285,9 +297,29 @@ def _scrape_job(config: dict[str, Any], target: str) -> dict[str, Any]:
 
 
 def test_compose_has_the_stack(services: dict[str, dict[str, Any]]) -> None:
-    """The compose file runs Kafka, the topic initialiser, the worker, Prometheus and Grafana."""
-    assert {"kafka", "kafka-init", WORKER, "prometheus", "grafana"} <= set(services)
+    """The compose file runs Kafka, the topic initialiser, two workers, Prometheus and Grafana."""
+    assert {"kafka", "kafka-init", *WORKERS, "prometheus", "grafana"} <= set(services)
     assert services["kafka-init"]["image"] == services["kafka"]["image"]
+    runs_stream = {
+        name
+        for name, service in services.items()
+        if _argv(service.get("command"))[:3] == ["python", "-m", "stream"]
+    }
+    assert runs_stream == set(WORKERS)
+
+
+def test_workers_differ_only_in_state_and_host_port(services: dict[str, dict[str, Any]]) -> None:
+    """The workers run the same image, command and settings, each on its own volume and port."""
+    first, *others = (services[name] for name in WORKERS)
+    for other in others:
+        for key in ("build", "image", "command", "environment", "healthcheck", "depends_on"):
+            assert other[key] == first[key], key
+    volumes = [str(entry).split(":")[0] for name in WORKERS for entry in services[name]["volumes"]]
+    assert len(set(volumes)) == len(volumes), f"workers share a volume: {volumes}"
+    host_ports = [
+        str(entry).rsplit(":", 1)[0] for name in WORKERS for entry in services[name]["ports"]
+    ]
+    assert len(set(host_ports)) == len(host_ports), f"workers share a host port: {host_ports}"
 
 
 def test_every_stream_variable_is_a_known_setting(
@@ -371,12 +403,13 @@ def test_kafka_runs_kraft_combined(services: dict[str, dict[str, Any]]) -> None:
     assert "healthcheck" in services["kafka"]
 
 
+@pytest.mark.parametrize("worker", WORKERS)
 def test_worker_port_is_its_web_port(
-    services: dict[str, dict[str, Any]], worker_settings: Settings
+    services: dict[str, dict[str, Any]], worker_settings: Settings, worker: str
 ) -> None:
-    """The worker publishes and exposes exactly STREAM_WEB_PORT, as does its image."""
-    ports = _container_ports(services[WORKER])
-    assert services[WORKER].get("ports"), "the worker's web port is not published"
+    """Each worker publishes and exposes exactly STREAM_WEB_PORT, as does its image."""
+    ports = _container_ports(services[worker])
+    assert services[worker].get("ports"), "the worker's web port is not published"
     assert set(ports) == {worker_settings.web_port}
     exposed = {
         int(port.split("/")[0])
@@ -387,20 +420,26 @@ def test_worker_port_is_its_web_port(
     assert exposed == {worker_settings.web_port}
 
 
-def test_worker_healthcheck_reads_metrics(
+@pytest.mark.parametrize("worker", WORKERS)
+def test_worker_healthcheck_asks_readiness(
+    services: dict[str, dict[str, Any]], worker_settings: Settings, worker: str
+) -> None:
+    """Healthy = ready: the healthcheck fetches the readiness page (urllib: no curl in slim)."""
+    check = _healthcheck_text(services[worker])
+    assert f"http://localhost:{worker_settings.web_port}{health.READY_PATH}" in check
+    assert "urllib" in check  # urlopen raises on a 503, so the check fails while not ready
+
+
+def test_prometheus_scrapes_every_worker(
     services: dict[str, dict[str, Any]], worker_settings: Settings
 ) -> None:
-    """The worker's healthcheck fetches /metrics on its web port (urllib: no curl in slim)."""
-    check = _healthcheck_text(services[WORKER])
-    assert f"http://localhost:{worker_settings.web_port}/metrics" in check
-    assert "urllib" in check
-
-
-def test_prometheus_scrapes_the_worker_metrics(worker_settings: Settings) -> None:
-    """Prometheus scrapes worker:STREAM_WEB_PORT at /metrics."""
-    job = _scrape_job(_prometheus_config(), f"{WORKER}:{worker_settings.web_port}")
+    """One job scrapes each worker service at STREAM_WEB_PORT/metrics, and nothing else."""
+    expected = {f"{worker}:{worker_settings.web_port}" for worker in WORKERS}
+    job = _scrape_job(_prometheus_config(), next(iter(sorted(expected))))
     assert job.get("metrics_path", "/metrics") == "/metrics"
-    assert job["job_name"] == "cross-sell-stream"
+    assert job["job_name"] == JOB
+    targets = {target for static in job["static_configs"] for target in static["targets"]}
+    assert targets == expected
 
 
 def test_prometheus_mounts_its_config_and_rules(services: dict[str, dict[str, Any]]) -> None:
@@ -459,12 +498,15 @@ def test_kafka_init_compacts_exactly_the_compacted_topics(
 
 
 def test_start_order(services: dict[str, dict[str, Any]]) -> None:
-    """kafka-init waits for a healthy Kafka; the worker waits for kafka-init to succeed."""
+    """kafka-init waits for a healthy Kafka; the workers wait for kafka-init to succeed."""
     assert services["kafka-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
-    assert (
-        services[WORKER]["depends_on"]["kafka-init"]["condition"]
-        == "service_completed_successfully"
-    )
+    for worker in WORKERS:
+        assert (
+            services[worker]["depends_on"]["kafka-init"]["condition"]
+            == "service_completed_successfully"
+        )
+    assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    assert "healthcheck" in services["prometheus"]
 
 
 def test_worker_image_has_the_rocksdb_store(
@@ -487,18 +529,23 @@ def test_worker_image_has_the_rocksdb_store(
     unknown = sorted(extras - set(extras_available))
     assert not unknown, f"no such extras in pyproject.toml: {unknown}"
     assert extras_available["rocksdb"], "the rocksdb extra installs nothing"
-    assert worker_settings.data_dir.as_posix() in _volume_targets(services[WORKER])
+    for worker in WORKERS:
+        assert worker_settings.data_dir.as_posix() in _volume_targets(services[worker])
 
 
 def test_worker_command_matches_the_image(services: dict[str, dict[str, Any]]) -> None:
-    """The compose command is the image's CMD, and the image runs as a non-root user."""
+    """The compose command is the image's CMD, and the image runs as a non-root user.
+
+    `-q` drops Faust's banner, so that every output line is one JSON log record.
+    """
     instructions = _dockerfile_instructions()
     cmd = [json.loads(args) for keyword, args in instructions if keyword == "CMD"][-1]
-    assert (
-        _argv(services[WORKER]["command"])
-        == cmd
-        == ["python", "-m", "stream", "worker", "-l", "info"]
-    )
+    for worker in WORKERS:
+        assert (
+            _argv(services[worker]["command"])
+            == cmd
+            == ["python", "-m", "stream", "-q", "worker", "-l", "info"]
+        )
     users = [args for keyword, args in instructions if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in {"root", "0"}
 
@@ -539,7 +586,13 @@ def test_grafana_provisioning_exists_and_parses(services: dict[str, dict[str, An
 def test_alert_rules_are_well_formed() -> None:
     """Each alert has an expression, a duration, a severity, a summary and a description."""
     rules = _alert_rules()
-    assert {rule["alert"] for rule in rules} >= {"DeadLettersHigh", "NoSuggestions", "WorkerDown"}
+    assert {rule["alert"] for rule in rules} >= {
+        "ConsumerLagGrowing",
+        "DeadLettersHigh",
+        "NoSuggestions",
+        "LatencyP99High",
+        "WorkerDown",
+    }
     for rule in rules:
         assert rule["expr"].strip(), rule["alert"]
         assert re.fullmatch(r"\d+[smhdwy]", rule["for"]), rule["alert"]
@@ -576,14 +629,139 @@ def test_metric_name_extraction(expr: str, names: set[str]) -> None:
 
 
 def test_alerts_and_dashboard_use_stream_metrics() -> None:
-    """Every metric in alerts.yml and the dashboards is a stream_* metric or `up`."""
+    """Every metric in alerts.yml and the dashboards is one a worker exports (or `up`).
+
+    A misspelt name in PromQL is not an error to Prometheus or Grafana, only an
+    empty panel or an alert that never fires; here it fails.
+    """
+    exported = _exported_names()
     exprs = [rule["expr"] for rule in _alert_rules()] + _dashboard_exprs()
     assert len(exprs) > len(_alert_rules()), "the dashboards have no queries"
     for expr in exprs:
         names = _metric_names(expr)
         assert names, f"no metric in {expr!r}"
-        foreign = {name for name in names if not name.startswith("stream_") and name != "up"}
-        assert not foreign, f"{expr!r} uses {sorted(foreign)}"
+        unknown = names - exported
+        assert not unknown, f"{expr!r} uses {sorted(unknown)}, which no worker exports"
+
+
+def _exported_names() -> set[str]:
+    """Sample names on a worker's /metrics: ours and Faust's sensors (prefix as in stream.app)."""
+    registry = CollectorRegistry()
+    Metrics.create(registry)
+    FaustMetrics.create(registry, "stream_faust")
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "gauge": ("",),
+        "histogram": ("_bucket", "_count", "_sum", "_created"),
+    }
+    names = {"up"}  # Prometheus's own, per target
+    for family in registry.collect():
+        names.update(family.name + suffix for suffix in suffixes[family.type])
+    return names
+
+
+def test_dashboard_shows_what_ops_and_the_business_read() -> None:
+    """Throughput, latency, lag, commits, rebalances, dead letters, outputs, KPIs, LTV."""
+    queried = {name for expr in _dashboard_exprs() for name in _metric_names(expr)}
+    assert queried >= {
+        "stream_events_consumed_total",  # throughput
+        "stream_event_to_emit_seconds_bucket",  # latency
+        "stream_processing_seconds_bucket",
+        "stream_consumer_lag_messages",  # lag
+        "stream_faust_consumer_commit_latency_bucket",
+        "stream_faust_rebalance_done_latency_count",
+        "stream_events_dead_lettered_total",  # dead letters
+        "stream_suggestions_emitted_total",  # suggestions
+        "stream_triggers_emitted_total",  # triggers by kind
+        "stream_cross_sell_conversions_total",  # cross-sell rate
+        "stream_orders_total",  # AOV by variant
+        "stream_revenue_total",
+        "stream_attributed_revenue_total",  # attributed revenue
+        "stream_customer_ltv_bucket",  # LTV distribution
+        "stream_customers_held",
+        "up",
+    }
+    by_variant = [expr for expr in _dashboard_exprs() if "by (variant)" in expr]
+    for name in ("stream_cross_sell_conversions_total", "stream_revenue_total"):
+        assert any(name in expr for expr in by_variant), f"{name} is not shown by variant"
+    by_kind = [expr for expr in _dashboard_exprs() if "stream_triggers_emitted_total" in expr]
+    assert all("by (kind)" in expr for expr in by_kind)
+
+
+def test_latency_alert_target_is_a_bucket_edge() -> None:
+    """The p99 target of LatencyP99High is an edge of stream_event_to_emit_seconds' buckets."""
+    rule = next(rule for rule in _alert_rules() if rule["alert"] == "LatencyP99High")
+    assert "stream_event_to_emit_seconds_bucket" in rule["expr"]
+    target = float(re.findall(r">\s*([0-9.]+)\s*$", rule["expr"].strip())[0])
+    assert target in LATENCY_BUCKETS
+
+
+# --- promtool --------------------------------------------------------------------------------
+
+
+def _promtool(*args: str, cwd: Path = ROOT) -> str:
+    """Run promtool; fail with its output unless it succeeds. A missing promtool fails."""
+    binary = shutil.which("promtool")
+    if binary is None:
+        pytest.fail(
+            "`promtool` is not installed: install Debian's `prometheus` package "
+            "(apt-get install prometheus, as .ci/run does); these tests do not skip."
+        )
+    result = subprocess.run(
+        [binary, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"promtool {' '.join(args)}:\n{output}"
+    return output
+
+
+def test_promtool_accepts_the_scrape_config(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """`promtool check config` on prometheus.yml, rule files read from what compose mounts."""
+    mounts = _bind_mounts(services["prometheus"])
+    config = _prometheus_config()
+    config["rule_files"] = [str(mounts[path]) for path in config["rule_files"]]
+    copy = tmp_path / "prometheus.yml"
+    copy.write_text(yaml.safe_dump(config))
+    output = _promtool("check", "config", str(copy))
+    assert f"SUCCESS: {len(config['rule_files'])} rule files found" in output
+
+
+def test_promtool_accepts_the_alert_rules() -> None:
+    """`promtool check rules deploy/alerts.yml`."""
+    output = _promtool("check", "rules", str(ALERTS))
+    assert f"SUCCESS: {len(_alert_rules())} rules found" in output
+
+
+def test_every_alert_fires_and_stays_quiet_in_its_unit_tests() -> None:
+    """deploy/alerts.test.yml passes, and has a firing and a quiet case for every alert."""
+    _promtool("test", "rules", ALERT_TESTS.name, cwd=DEPLOY)
+    document = yaml.safe_load(ALERT_TESTS.read_text())
+    assert document["rule_files"] == [ALERTS.name]
+    cases = [case for test in document["tests"] for case in test["alert_rule_test"]]
+    for rule in _alert_rules():
+        mine = [case for case in cases if case["alertname"] == rule["alert"]]
+        assert any(case["exp_alerts"] for case in mine), f"{rule['alert']} never fires"
+        assert any(not case["exp_alerts"] for case in mine), f"{rule['alert']} is never quiet"
+
+
+# Grafana's variables, given values that PromQL accepts.
+_GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h"}
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """Every dashboard query parses: promtool checks them as recording rules."""
+    rules = []
+    for n, expr in enumerate(_dashboard_exprs()):
+        for variable, value in _GRAFANA_VARIABLES.items():
+            expr = expr.replace(variable, value)
+        assert "$" not in expr, f"unknown Grafana variable in {expr!r}"
+        rules.append({"record": f"dashboard_query_{n}", "expr": expr})
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    output = _promtool("check", "rules", str(path))
+    assert f"SUCCESS: {len(rules)} rules found" in output
 
 
 def test_kafka_init_topic_configs_match_the_embedded_setup(
