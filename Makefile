@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m stream dev
 
-## The whole suite: lint, types, unit and integration tests on the embedded broker.
+## The whole suite: lint, types, unit and integration tests on the embedded broker
+## (a real Prometheus and promtool too: installed from Debian's packages when missing).
 test: $(STAMP)
+	bash .ci/install-prometheus
 	$(PY) -m ruff check stream tests
 	$(PY) -m mypy
 	$(PY) -m pytest
