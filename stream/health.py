@@ -204,7 +204,9 @@ def install(app: Any, lag: Gauge) -> None:
             return
         owned = [tp for tp in app.assignor.assigned_actives() if tp.topic in inputs]
         try:
-            ends = await app.consumer.highwaters(*owned)
+            # The high watermark each fetch response carries (no extra request;
+            # the end-offset probe of stream/offsets.py is for recovery only).
+            ends = {tp: app.consumer.highwater(tp) for tp in owned}
             # Faust keeps the committed offsets it loaded at assignment and
             # each one it committed since; it has no public accessor.
             committed = {tp: app.consumer._committed_offset.get(tp) for tp in owned}
