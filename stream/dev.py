@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.broker import EmbeddedBroker, ensure_topics
 from stream.config import Settings
-from stream.demo import DemoEvent, DemoFeed
+from stream.demo import PLANS, DemoEvent, DemoFeed
 from stream.kafka import client_security
 
 
@@ -117,6 +117,7 @@ async def start_worker(
     broker_url: str, data_dir: Path, log_path: Path
 ) -> asyncio.subprocess.Process:
     env = dict(os.environ, STREAM_BROKER=broker_url, STREAM_DATA_DIR=str(data_dir / "worker"))
+    env.setdefault("STREAM_PLAN_LADDER", ",".join(plan for plan, _ in PLANS))  # the demo's plans
     with log_path.open("ab") as log:
         return await asyncio.create_subprocess_exec(
             sys.executable,
@@ -229,7 +230,9 @@ def describe_suggestion(s: dict[str, Any]) -> str:
 
 def describe_trigger(t: dict[str, Any]) -> str:
     """`trigger     post_purchase cust-0001 order-000042 -> offers ... | ltv 1234.50`"""
-    context = t.get("order_id") or t.get("sku") or t.get("subscription_id") or ""
+    context = t.get("order_id") or t.get("sku") or ""
+    if t["kind"] == "renewal_approaching":
+        context = f"{t['subscription_id']} ({t['plan_id']}, renews in {t['window_days']} d)"
     ltv = t.get("customer", {}).get("ltv", 0.0)
     return (
         f"{t['event_ts']}  trigger     {t['kind']:<13} {t['customer_id']:<10} {context} "

@@ -27,6 +27,7 @@ from typing import Any, Final
 from stream.domain.events import SECONDS_PER_DAY, PurchaseEvent
 
 MAX_REMEMBERED: Final = 200
+EXPOSURES_PER_ITEM: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +44,17 @@ class ContactState:
     day: int = -1
     sent_on_day: int = 0
     offered: dict[str, float] = field(default_factory=dict)
-    exposed: dict[str, float] = field(default_factory=dict)
+    # sku -> the latest EXPOSURES_PER_ITEM times it was shown or offered, ascending:
+    # several, not one, because cart and purchase topics are read independently and
+    # a later exposure may be read before an earlier order.
+    exposed: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "day": self.day,
             "sent_on_day": self.sent_on_day,
             "offered": dict(self.offered),
-            "exposed": dict(self.exposed),
+            "exposed": {sku: list(times) for sku, times in self.exposed.items()},
         }
 
     @classmethod
@@ -59,7 +63,10 @@ class ContactState:
             day=int(data["day"]),
             sent_on_day=int(data["sent_on_day"]),
             offered={str(k): float(v) for k, v in data["offered"].items()},
-            exposed={str(k): float(v) for k, v in data["exposed"].items()},
+            exposed={
+                str(k): tuple(float(t) for t in (v if isinstance(v, list) else [v]))
+                for k, v in data["exposed"].items()
+            },
         )
 
 
@@ -89,35 +96,53 @@ def _keep_recent(values: dict[str, float]) -> dict[str, float]:
     return dict(sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_REMEMBERED])
 
 
+def _expose(
+    exposed: dict[str, tuple[float, ...]], skus: Iterable[str], at: float
+) -> dict[str, tuple[float, ...]]:
+    updated = dict(exposed)
+    for sku in skus:
+        times = sorted({*updated.get(sku, ()), at})
+        updated[sku] = tuple(times[-EXPOSURES_PER_ITEM:])
+    if len(updated) > MAX_REMEMBERED:
+        newest = sorted(updated.items(), key=lambda kv: (-kv[1][-1], kv[0]))[:MAX_REMEMBERED]
+        updated = dict(newest)
+    return updated
+
+
 def record_trigger(
     state: ContactState | None, offers: Iterable[dict[str, Any]], at: float
 ) -> ContactState:
-    """A trigger with `offers` was sent at `at`: count it for the day, start the cooldowns."""
+    """A trigger with `offers` was sent at `at`: count it for its day, start the cooldowns.
+
+    A trigger dated on a day before the one being counted (a renewal window
+    fired at its opening time) leaves that count alone.
+    """
     current = state or ContactState()
     today = math.floor(at / SECONDS_PER_DAY)
-    sent = current.sent_on_day + 1 if current.day == today else 1
+    if today > current.day:
+        day, sent = today, 1
+    elif today == current.day:
+        day, sent = today, current.sent_on_day + 1
+    else:
+        day, sent = current.day, current.sent_on_day
+    offers = list(offers)
     offered = dict(current.offered)
-    exposed = dict(current.exposed)
     for offer in offers:
         offered[offer_key(offer)] = max(at, offered.get(offer_key(offer), at))
-        if "sku" in offer:
-            exposed[offer["sku"]] = max(at, exposed.get(offer["sku"], at))
+    skus = [offer["sku"] for offer in offers if "sku" in offer]
     return replace(
         current,
-        day=max(today, current.day),
+        day=day,
         sent_on_day=sent,
         offered=_keep_recent(offered),
-        exposed=_keep_recent(exposed),
+        exposed=_expose(current.exposed, skus, at),
     )
 
 
 def record_exposure(state: ContactState | None, skus: Iterable[str], at: float) -> ContactState:
     """The customer was shown (or, in control, would have been shown) `skus` at `at`."""
     current = state or ContactState()
-    exposed = dict(current.exposed)
-    for sku in skus:
-        exposed[sku] = max(at, exposed.get(sku, at))
-    return replace(current, exposed=_keep_recent(exposed))
+    return replace(current, exposed=_expose(current.exposed, skus, at))
 
 
 def attribute(
@@ -130,6 +155,6 @@ def attribute(
     attributed = [
         line.amount
         for line in order.items
-        if since <= state.exposed.get(line.sku, -math.inf) <= order.ts
+        if any(since <= t <= order.ts for t in state.exposed.get(line.sku, ()))
     ]
     return sum(attributed, Decimal(0)) if attributed else None

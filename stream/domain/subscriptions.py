@@ -36,6 +36,7 @@ class SubscriptionState:
     recent_events: tuple[str, ...] = ()
     fired: tuple[int, ...] = ()
     partition: int = -1
+    cycle_ts: float = 0.0  # event time of the event that set the current renews_at
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,7 @@ class SubscriptionState:
             "recent_events": list(self.recent_events),
             "fired": list(self.fired),
             "partition": self.partition,
+            "cycle_ts": self.cycle_ts,
         }
 
     @classmethod
@@ -64,6 +66,7 @@ class SubscriptionState:
             recent_events=tuple(data["recent_events"]),
             fired=tuple(int(w) for w in data.get("fired", ())),
             partition=int(data.get("partition", -1)),
+            cycle_ts=float(data.get("cycle_ts", 0.0)),
         )
 
 
@@ -89,6 +92,7 @@ def apply_subscription_event(
             ),
             renews_at=renews_at,
             fired=current.fired if renews_at == current.renews_at else (),
+            cycle_ts=current.cycle_ts if renews_at == current.renews_at else event.ts,
             partition=partition if partition >= 0 else current.partition,
             status="cancelled" if event.type == "subscription_cancelled" else "active",
             updated_ts=max(current.updated_ts, event.ts),
@@ -105,14 +109,14 @@ def next_due(state: SubscriptionState, windows: tuple[int, ...]) -> float | None
     left = [w for w in windows if w not in state.fired]
     if not left:
         return None
-    return state.renews_at - max(left) * SECONDS_PER_DAY
+    return max(state.renews_at - max(left) * SECONDS_PER_DAY, state.cycle_ts)
 
 
 def due_windows(
     state: SubscriptionState, now: float, windows: tuple[int, ...]
 ) -> tuple[list[tuple[int, float]], SubscriptionState]:
     """The windows event time `now` has reached, as (window, opening time), widest first,
-    and the state with them spent.
+    and the state with them spent (a window open before the cycle began opens at its start).
 
     Each fires at its own opening time (renews_at - window), not at `now`, so
     a replay at full speed gives the same triggers as living through it.
@@ -121,17 +125,15 @@ def due_windows(
     """
     if state.status != "active" or state.renews_at is None:
         return [], state
-    passed = sorted(
-        (
-            w
-            for w in windows
-            if w not in state.fired and now >= state.renews_at - w * SECONDS_PER_DAY
-        ),
-        reverse=True,
+    # A window already open when the cycle began opens at the cycle's start.
+    opens = {w: max(state.renews_at - w * SECONDS_PER_DAY, state.cycle_ts) for w in windows}
+    opened = sorted(
+        ((w, at) for w, at in opens.items() if w not in state.fired and now >= at),
+        key=lambda entry: -entry[0],
     )
-    if not passed:
+    if not opened:
         return [], state
-    opened = [(w, state.renews_at - w * SECONDS_PER_DAY) for w in passed]
+    passed = [w for w, _ in opened]
     return opened, replace(state, fired=tuple(sorted({*state.fired, *passed})))
 
 

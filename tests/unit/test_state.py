@@ -68,7 +68,7 @@ STATES: list[Any] = [
     ),
     ContactState(),
     ContactState(
-        day=20_780, sent_on_day=2, offered={"sku:b": 1.5, "plan:plus": 2.5}, exposed={"b": 1.5}
+        day=20_780, sent_on_day=2, offered={"sku:b": 1.5, "plan:plus": 2.5}, exposed={"b": (1.5,)}
     ),
 ]
 IDS = [f"{type(s).__name__}-{n}" for n, s in enumerate(STATES)]

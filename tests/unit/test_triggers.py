@@ -1,4 +1,4 @@
-"""stream.domain.triggers: cart_add and post_purchase triggers, offers and customer figures."""
+"""stream.domain.triggers: cart_add, post_purchase and renewal triggers, offers, figures."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import pytest
 from stream.domain.clv import Scores
 from stream.domain.events import CartEvent, OrderLine, PurchaseEvent
 from stream.domain.ltv import CustomerState
+from stream.domain.subscriptions import SubscriptionState
 from stream.domain.suggestions import SuggestedItem, output_id
 from stream.domain.triggers import (
     cart_add_trigger,
     cross_sell_offers,
     customer_summary,
     post_purchase_trigger,
+    renewal_trigger,
 )
 
 T0 = 1_795_425_300.0  # 2026-11-23T09:15:00Z
@@ -171,3 +173,109 @@ def test_trigger_ids_differ_by_kind() -> None:
         output_id("suggestion", "same"),
     }
     assert len(ids) == 3
+
+
+RENEWS = T0 + 30 * 86_400  # 1_798_017_300.0 = 2026-12-23T09:15:00Z
+OPENS_14 = RENEWS - 14 * 86_400  # 1_796_807_700.0 = 2026-12-09T09:15:00Z
+SUBSCRIPTION = SubscriptionState(
+    customer_id="c1", plan_id="basic", price=Decimal("9.99"), period_days=30, renews_at=RENEWS
+)
+
+
+def renewal(
+    subscription: SubscriptionState = SUBSCRIPTION,
+    window_days: int = 14,
+    now: float = OPENS_14,
+    upsell_plan: str | None = "plus",
+    addons: list[SuggestedItem] | None = None,
+    subscription_id: str = "sub1",
+) -> dict[str, Any]:
+    return renewal_trigger(
+        subscription_id,
+        subscription,
+        window_days,
+        now,
+        upsell_plan,
+        [CO] if addons is None else addons,
+        SUMMARY,
+        "treatment",
+        EMITTED,
+    )
+
+
+def test_renewal_trigger() -> None:
+    """renewal_approaching: id per subscription, cycle and window; upsell first, then add-ons."""
+    assert renewal() == {
+        # The cycle key is "<subscription id>:<renews_at>:<window>".
+        "trigger_id": output_id("renewal_approaching", "sub1:1798017300.0:14"),
+        "kind": "renewal_approaching",
+        "customer_id": "c1",
+        "variant": "treatment",
+        "event_ts": "2026-12-09T09:15:00Z",  # the window's opening, RENEWS - 14 days
+        "emitted_at": EMITTED,
+        "subscription_id": "sub1",
+        "plan_id": "basic",
+        "renews_at": "2026-12-23T09:15:00Z",
+        "window_days": 14,
+        "customer": SUMMARY,
+        "offers": [
+            {"type": "upsell", "plan_id": "plus", "score": 1.0, "reason": "next plan after basic"},
+            {"type": "cross_sell", "sku": "c", "score": 0.7, "reason": CO_REASON},
+        ],
+    }
+
+
+def test_renewal_trigger_id_is_stable() -> None:
+    """The same subscription, cycle and window give the same id, whatever else differs."""
+    first = renewal()
+    again = renewal(now=OPENS_14 + 3_600, upsell_plan=None, addons=[POP])
+    assert first["trigger_id"] == again["trigger_id"]
+
+
+@pytest.mark.parametrize(
+    ("changed", "kwargs"),
+    [
+        ("window", {"window_days": 3}),
+        ("cycle", {"subscription": SubscriptionState(customer_id="c1", renews_at=RENEWS + 1)}),
+        ("subscription", {"subscription_id": "sub2"}),
+    ],
+)
+def test_renewal_trigger_id_differs(changed: str, kwargs: dict[str, Any]) -> None:
+    """Another window, another cycle (renews_at) or another subscription: another id."""
+    assert renewal(**kwargs)["trigger_id"] != renewal()["trigger_id"], changed
+
+
+def test_renewal_trigger_without_upsell() -> None:
+    """At the top of the ladder (upsell_plan None) the offers are the add-ons alone."""
+    trigger = renewal(upsell_plan=None, addons=[CO, POP])
+    assert trigger["offers"] == [
+        {"type": "cross_sell", "sku": "c", "score": 0.7, "reason": CO_REASON},
+        {"type": "cross_sell", "sku": "f", "score": 0.5, "reason": "popular"},
+    ]
+
+
+def test_renewal_trigger_upsell_only() -> None:
+    """No add-ons: the upsell is the only offer; no plan at all: no offers."""
+    assert [o["type"] for o in renewal(addons=[])["offers"]] == ["upsell"]
+    assert renewal(upsell_plan=None, addons=[])["offers"] == []
+
+
+def test_renewal_trigger_times() -> None:
+    """event_ts is the `now` given (milliseconds kept); renews_at is RFC 3339 too."""
+    subscription = SubscriptionState(customer_id="c9", plan_id=None, renews_at=RENEWS + 0.5)
+    trigger = renewal(subscription, window_days=3, now=T0 + 0.25, upsell_plan=None)
+    assert trigger["event_ts"] == "2026-11-23T09:15:00.250Z"
+    assert trigger["renews_at"] == "2026-12-23T09:15:00.500Z"
+    assert (trigger["window_days"], trigger["customer_id"], trigger["plan_id"]) == (3, "c9", None)
+
+
+def test_renewal_trigger_passes_variant_and_customer() -> None:
+    """variant, customer figures and emitted_at are carried as given."""
+    trigger = renewal_trigger(
+        "sub1", SUBSCRIPTION, 14, OPENS_14, None, [], NOBODY, "control", "2026-12-09T09:15:01Z"
+    )
+    assert (trigger["variant"], trigger["customer"], trigger["emitted_at"]) == (
+        "control",
+        NOBODY,
+        "2026-12-09T09:15:01Z",
+    )
