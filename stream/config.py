@@ -17,11 +17,16 @@ from typing import TypeVar
 import orjson
 
 from stream.domain.clv import LtvParams
+from stream.domain.contacts import ContactRules
+from stream.domain.cooccurrence import DEFAULT_CAPACITY
+from stream.domain.suggestions import SuggestionRules
 
 T = TypeVar("T")
 
 
 DEFAULT_LTV_PARAMS = Path(__file__).with_name("ltv_params.json")
+_SUGGEST = SuggestionRules()
+_CONTACT = ContactRules()
 
 
 def load_ltv_params(path: Path | None) -> LtvParams:
@@ -112,19 +117,20 @@ class Settings:
     decay_half_life_days: float = 0.0
     ltv_params: Path | None = None
     renewal_windows_days: tuple[int, ...] = (14, 3)
-    max_suggestions: int = 10
-    neighbor_capacity: int = 100
-    min_pair_count: float = 2.0
-    min_confidence: float = 0.02
-    min_lift: float = 1.0
-    rebuy_window_days: float = 0.0
-    suggestion_cooldown_hours: float = 24.0
-    max_shows: int = 3
+    # The rule defaults live with the rules (stream/domain): one place to change them.
+    max_suggestions: int = _SUGGEST.limit
+    neighbor_capacity: int = DEFAULT_CAPACITY
+    min_pair_count: float = _SUGGEST.min_count
+    min_confidence: float = _SUGGEST.min_confidence
+    min_lift: float = _SUGGEST.min_lift
+    rebuy_window_days: float = _SUGGEST.rebuy_window_days
+    suggestion_cooldown_hours: float = _SUGGEST.cooldown_hours
+    max_shows: int = _SUGGEST.max_shows
     holdout_share: float = 0.0
     plan_ladder: tuple[str, ...] = ()
-    trigger_daily_cap: int = 3
-    offer_cooldown_hours: float = 72.0
-    attribution_days: float = 7.0
+    trigger_daily_cap: int = _CONTACT.daily_cap
+    offer_cooldown_hours: float = _CONTACT.offer_cooldown_hours
+    attribution_days: float = _CONTACT.attribution_days
     ltv_rescore_days: float = 7.0
     rank_quantiles: tuple[float, float] = (0.5, 0.5)
     app_id: str = "cross-sell-stream"

@@ -11,6 +11,7 @@ plain consumer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -179,17 +180,17 @@ def values(records: list[ConsumerRecord[bytes, bytes]]) -> list[dict[str, Any]]:
     return [orjson.loads(r.value) for r in records]
 
 
-@pytest.fixture(scope="module")
-async def deployment(
-    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+@contextlib.asynccontextmanager
+async def namespace(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory, partitions: int = 4
 ) -> AsyncIterator[Deployment]:
-    """A fresh namespace (topics, group, data) on the session broker, no worker yet."""
+    """A fresh namespace (topics, group, data) on the session broker; its workers stop after."""
     prefix = f"t{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
     env.update(
         STREAM_BROKER=broker.url,
         STREAM_APP_ID=f"{prefix}-app",
-        STREAM_PARTITIONS="4",
+        STREAM_PARTITIONS=str(partitions),
         PYTHONUNBUFFERED="1",
     )
     defaults = Topics()
@@ -198,6 +199,17 @@ async def deployment(
     settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("STREAM_")})
     await ensure_topics(settings)
     running = Deployment(broker, env, settings, tmp_path_factory.mktemp(prefix))
-    yield running
-    for worker in running.workers:
-        worker.stop()
+    try:
+        yield running
+    finally:
+        for worker in running.workers:
+            worker.stop()
+
+
+@pytest.fixture(scope="module")
+async def deployment(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Deployment]:
+    """A fresh namespace with four partitions, no worker yet."""
+    async with namespace(broker, tmp_path_factory) as running:
+        yield running

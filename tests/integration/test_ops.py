@@ -13,11 +13,9 @@ owns nothing says 503 until the owner leaves.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -29,11 +27,11 @@ import orjson
 import pytest
 import yaml
 
-from stream.broker import EmbeddedBroker, ensure_topics, free_port
-from stream.config import _TOPIC_VARS, Settings, Topics
+from stream.broker import EmbeddedBroker, free_port
+from stream.config import Topics
 from stream.domain.variants import assign_variant
 from stream.metrics import LTV_BUCKETS
-from tests.integration.conftest import ROOT, Deployment, Worker, values
+from tests.integration.conftest import ROOT, Deployment, Worker, namespace, values
 
 pytestmark = pytest.mark.integration
 
@@ -501,18 +499,8 @@ async def single_partition(
     broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Deployment]:
     """Its own namespace with one partition per topic: a second worker gets none of them."""
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
-    env.update(STREAM_BROKER=broker.url, STREAM_APP_ID=f"{prefix}-app")
-    env.update(STREAM_PARTITIONS="1", PYTHONUNBUFFERED="1")
-    for name, var in _TOPIC_VARS.items():
-        env[var] = f"{prefix}-{getattr(Topics(), name)}"
-    settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("STREAM_")})
-    await ensure_topics(settings)
-    running = Deployment(broker, env, settings, tmp_path_factory.mktemp(prefix))
-    yield running
-    for started in running.workers:
-        started.stop()
+    async with namespace(broker, tmp_path_factory, partitions=1) as running:
+        yield running
 
 
 async def test_ready_only_with_partitions(single_partition: Deployment) -> None:

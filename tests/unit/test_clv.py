@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-from importlib.resources import files
 from typing import Any
 
 import mpmath
@@ -27,6 +26,7 @@ from stream.domain.clv import (
     simple_ltv,
     subscription_ltv,
 )
+from tests.lifetimes_data import cdnow_transactions
 
 DESIGN_EXAMPLE: dict[str, Any] = {
     "bgnbd": {"r": 0.24, "alpha": 30.9, "a": 0.79, "b": 2.43},
@@ -248,21 +248,6 @@ def test_expected_purchases_near_a_equal_one(a: float, x: int, t_x: float, T: fl
 
 
 # --- against lifetimes on real data (CDNOW, in days) -------------------------------------
-
-
-def cdnow_transactions() -> pd.DataFrame:
-    """The CDNOW sample's transactions (2,357 customers, 1997-01 to 1998-06), from lifetimes."""
-    path = files("lifetimes") / "datasets" / "CDNOW_sample.txt"
-    with path.open() as source:
-        frame = pd.read_csv(
-            source,
-            sep=r"\s+",
-            header=None,
-            names=["customer", "id", "date", "cds", "dollars"],
-            dtype={"date": str},
-        )
-    frame["date"] = pd.to_datetime(frame["date"], format="%Y%m%d")
-    return frame
 
 
 @pytest.fixture(scope="module")

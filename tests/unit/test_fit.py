@@ -7,7 +7,6 @@ import io
 import random
 import subprocess
 import sys
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -20,32 +19,9 @@ from lifetimes.utils import summary_data_from_transaction_data
 from stream.domain.clv import LtvParams
 from stream.domain.events import format_ts, parse_ts
 from stream.fit import FitError, fit_bgnbd, fit_gamma_gamma, main, read_history, summarize
+from tests.lifetimes_data import cdnow_transactions, dataset
 
 DAY = 86_400.0
-
-
-def dataset(name: str) -> pd.DataFrame:
-    """A CSV shipped in lifetimes' datasets (what `lifetimes.datasets.load_*` read).
-
-    Read directly: `lifetimes.datasets` imports pkg_resources, which needs
-    setuptools, and Python 3.12+ virtualenvs come without it.
-    """
-    with (files("lifetimes") / "datasets" / name).open() as source:
-        return pd.read_csv(source)
-
-
-def cdnow_transactions() -> pd.DataFrame:
-    """The CDNOW sample's transactions (2,357 customers, 1997-01 to 1998-06), from lifetimes."""
-    with (files("lifetimes") / "datasets" / "CDNOW_sample.txt").open() as source:
-        frame = pd.read_csv(
-            source,
-            sep=r"\s+",
-            header=None,
-            names=["customer", "id", "date", "cds", "dollars"],
-            dtype={"date": str},
-        )
-    frame["date"] = pd.to_datetime(frame["date"], format="%Y%m%d")
-    return frame
 
 
 def order_line(number: int, customer: str, ts: float, total: float) -> bytes:
