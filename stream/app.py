@@ -444,7 +444,7 @@ async def _emit_order_outputs(
     for sku in items:
         await item_baskets_topic.send(key=sku.encode(), value=basket)
     excluded = recently_bought(state.owned, order.ts, rules.rebuy_window_days)
-    offers = suggest_for_cart(items, excluded, index, rules, at=order.ts)
+    offers = suggest_for_cart(items, excluded, index, rules, at=order.ts, new_customer=False)
     summary = value_summary(cid, state, as_of)
     trigger = post_purchase_trigger(order, offers, summary, variant, now_ts())
     await send_trigger(cid, trigger, variant, order.ts)
@@ -578,7 +578,9 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
     excluded |= held_back(cart.shown, change.ts, rules)
     # Control customers are shown nothing, but what they would have been shown
     # is recorded as an exposure, so attribution compares like with like.
-    would_show = suggest_for_cart(cart.items, excluded, index, rules, at=change.ts)
+    would_show = suggest_for_cart(
+        cart.items, excluded, index, rules, at=change.ts, new_customer=not owned
+    )
     items = would_show if variant == TREATMENT else []
     emitted_at = now_ts()
     key = cid.encode()

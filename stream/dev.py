@@ -219,7 +219,11 @@ def describe_suggestion(s: dict[str, Any]) -> str:
     items = s["items"]
     if items:
         top = items[0]
-        head = f"{top['sku']} (conf {top['confidence']:.2f}, lift {top['lift']:.1f})"
+        head = (
+            f"{top['sku']} (conf {top['confidence']:.2f}, lift {top['lift']:.1f})"
+            if top.get("source") != "popular"
+            else f"{top['sku']} (popular: cold item or new customer)"
+        )
         rest = _offers(items[1:], 2)
         shown = head if not items[1:] else f"{head}, {rest}"
     else:

@@ -148,7 +148,10 @@ def methods(model: Model, rules: SuggestionRules) -> dict[str, Method]:
     popular = [sku for sku, _ in model.n_i.most_common()]
 
     def default(cart: list[str], excluded: set[str]) -> list[str]:
-        return [s.sku for s in suggest_for_cart(cart, excluded, model.index, rules)]
+        new_customer = not excluded  # every evaluated customer has a history
+        return [
+            s.sku for s in suggest_for_cart(cart, excluded, model.index, rules, 0.0, new_customer)
+        ]
 
     def most_popular(cart: list[str], excluded: set[str]) -> list[str]:
         left_out = excluded.union(cart)

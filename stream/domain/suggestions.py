@@ -8,10 +8,11 @@ cart ranks above one that goes with a single one. Each suggested item
 carries the count, support, confidence and lift of its strongest
 antecedent. Left out: items in the cart, items the customer bought within
 the rebuy window (or ever, with a window of 0), and items already shown to
-the customer `max_shows` times within the cooldown. When nothing
-qualifies (cold items, a young model), the most popular items stand in,
-marked `source: "popular"`; they never pad out a list of real co-purchases,
-which would push unrelated items.
+the customer `max_shows` times within the cooldown. When nothing qualifies
+for a cold cart (its items have no neighbours yet) or a new customer, the
+most popular items stand in, marked `source: "popular"`; they never pad out
+a list of real co-purchases, and a known customer whose qualifying items are
+all owned or held back gets nothing: both would push unrelated items.
 """
 
 from __future__ import annotations
@@ -110,11 +111,15 @@ def suggest_for_cart(
     index: NeighborIndex,
     rules: SuggestionRules,
     at: float = 0.0,
+    new_customer: bool = True,
 ) -> list[SuggestedItem]:
     """Up to `rules.limit` items for a cart at time `at`, best first (ties broken by SKU).
 
     `excluded` is what must not be suggested beyond the cart itself
-    (recently bought, held back).
+    (recently bought, held back). The most popular items stand in when nothing
+    qualifies only for cold carts (no item has neighbours yet) or new
+    customers: a known customer whose qualifying items are all owned or held
+    back gets nothing rather than unrelated best-sellers.
     """
     in_cart = tuple(dict.fromkeys(cart))
     left_out = set(in_cart).union(excluded)
@@ -145,7 +150,8 @@ def suggest_for_cart(
                 )
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: rules.limit]
     chosen = [replace(best[sku], score=score) for sku, score in ranked]
-    if not chosen:
+    cold = not any(index.neighbors(item, at) for item in in_cart)
+    if not chosen and (cold or new_customer):
         chosen = _popular_fill(index, left_out, rules.limit, at)
     return chosen
 

@@ -485,3 +485,23 @@ def test_suggestion_record_may_be_empty() -> None:
     rec = suggestion_record(event, None, [], "control", "2026-11-23T09:15:00Z")
     assert (rec["items"], rec["cart_id"], rec["variant"]) == ([], None, "control")
     assert rec["suggestion_id"] == output_id("suggestion", "e2")
+
+
+@pytest.mark.parametrize(
+    ("cart", "excluded", "new_customer", "expected"),
+    [
+        # a has neighbours c, d, e, h; all excluded: a known customer gets nothing ...
+        (["a"], {"c", "d", "e", "h"}, False, []),
+        # ... a new customer gets the best-sellers not excluded (f 50, b 10, g 1; c/d/e out)
+        (["a"], {"c", "d", "e", "h"}, True, ["f", "b", "g"]),
+        # a cold cart (g has no neighbours) gets the best-sellers, known customer or not
+        (["g"], set(), False, ["f", "c", "a", "b", "d", "e"]),
+    ],
+)
+def test_popular_items_stand_in_only_for_cold_carts_or_new_customers(
+    cart: list[str], excluded: set[str], new_customer: bool, expected: list[str]
+) -> None:
+    """A known customer whose qualifying items are all excluded gets nothing, not best-sellers."""
+    got = suggest_for_cart(cart, excluded, INDEX, open_rules(10), new_customer=new_customer)
+    assert [item.sku for item in got] == expected
+    assert all(item.source == "popular" for item in got)
