@@ -13,12 +13,20 @@ the web port. Agents decode, call the domain, write their table and send:
   fanned out by SKU to the internal item-baskets topic;
 - `count_pairs` (item-baskets, by SKU): co-occurrence rows, `item-neighbors`;
 - `suggest_cross_sell` (cart-events, by customer): the cart, one
-  suggestion per `item_added`, a `cart_add` trigger;
-- `track_subscriptions` (subscription-events, by customer): subscriptions.
+  suggestion per `item_added`, a `cart_add` trigger (restraint applied);
+- `track_subscriptions` (subscription-events, by customer): subscriptions,
+  and the renewal windows a replacing event closes;
+- `fire_renewals` (the internal ticks topic, by customer partition):
+  `renewal_approaching` triggers as event time reaches their windows.
 
-Every worker follows `item-neighbors` into a `NeighborIndex`, so any worker
-answers any cart. Invalid input goes to `dead-letters` and the agent goes on.
-Delivery is at-least-once; state is idempotent (see each domain module).
+Timers, each bounded per tick: `publish_basket_counts` (N per partition to
+every item partition), `refresh_item_neighbors` (republish rows whose N or
+n_j moved), `rescore_customers` (customer-ltv as event time passes),
+`tick` (the watermark to each owned partition), `report_state_sizes`; and
+the ops block (health, lag, JSON logs). Every worker follows
+`item-neighbors` into a `NeighborIndex`, so any worker answers any cart.
+Invalid input goes to `dead-letters` and the agent goes on. Delivery is
+at-least-once; state is idempotent (see each domain module).
 """
 
 from __future__ import annotations
