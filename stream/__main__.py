@@ -5,6 +5,7 @@ python -m stream worker -l info --web-port 6066   # one worker (Faust's CLI)
 python -m stream fit-ltv purchases.jsonl --out ltv-params.json   # BG/NBD + Gamma-Gamma
 python -m stream evaluate                         # ranking quality on real orders
 python -m stream bench memory                     # memory per pair and per customer
+python -m stream replay events.jsonl              # load history into the input topics
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ COMMANDS = {
     "fit-ltv": "stream.fit",
     "evaluate": "stream.evaluate",
     "bench": "stream.bench",
+    "replay": "stream.replay",
 }
 
 

@@ -1,11 +1,12 @@
 """Raw Kafka bytes <-> the contract's events: decode and validate inputs, encode outputs.
 
 The decoders (`decode_cart`, `decode_purchase`, `decode_subscription`, or
-`DECODERS[name]`) turn one input value into a frozen event of
-`stream.domain.events`, or raise one `InvalidEvent` whose `reason` is one of
-`REASONS` (a bounded set: it is a Prometheus label) and whose `detail` names
-the field. Nothing else escapes them, so an agent catches `InvalidEvent`
-only, dead-letters the record (`dead_letter`) and goes on.
+`DECODERS[name]`; `decode_event` picks one by the value's `type`) turn one
+input value into a frozen event of `stream.domain.events`, or raise one
+`InvalidEvent` whose `reason` is one of `REASONS` (a bounded set: it is a
+Prometheus label) and whose `detail` names the field. Nothing else escapes
+them, so an agent catches `InvalidEvent` only, dead-letters the record
+(`dead_letter`) and goes on.
 
 This is the hot path: orjson, hand-written checks, early exits, and error
 text built only when a record is rejected. The rules are the ones
@@ -120,7 +121,10 @@ def decode_cart(data: bytes) -> CartEvent:
     `cart_cleared`; `quantity` defaults to 1; `cart_id`, `unit_price` and
     `category` are `None` when absent.
     """
-    doc = _load(data)
+    return _cart(_load(data))
+
+
+def _cart(doc: dict[str, Any]) -> CartEvent:
     kind = _event_type(doc, CART_TYPES)
     event_id = _required_id(doc, "event_id")
     customer_id = _required_id(doc, "customer_id")
@@ -149,7 +153,10 @@ def decode_purchase(data: bytes) -> PurchaseEvent:
     exact `Decimal` sum of the lines' amounts, else (a refund without lines)
     `None`. A line's `quantity` defaults to 1.
     """
-    doc = _load(data)
+    return _purchase(_load(data))
+
+
+def _purchase(doc: dict[str, Any]) -> PurchaseEvent:
     kind = _event_type(doc, PURCHASE_TYPES)
     event_id = _required_id(doc, "event_id")
     customer_id = _required_id(doc, "customer_id")
@@ -188,7 +195,10 @@ def decode_subscription(data: bytes) -> SubscriptionEvent:
     fields are `None` when absent (= unchanged) and validated when present.
     `renews_at` is epoch seconds like `ts`.
     """
-    doc = _load(data)
+    return _subscription(_load(data))
+
+
+def _subscription(doc: dict[str, Any]) -> SubscriptionEvent:
     kind = _event_type(doc, SUBSCRIPTION_TYPES)
     event_id = _required_id(doc, "event_id")
     customer_id = _required_id(doc, "customer_id")
@@ -216,6 +226,23 @@ DECODERS: Final[dict[str, Callable[[bytes], Event]]] = {
     "purchase": decode_purchase,
     "subscription": decode_subscription,
 }
+INPUT_TYPES: Final = CART_TYPES | PURCHASE_TYPES | SUBSCRIPTION_TYPES
+
+
+def decode_event(data: bytes) -> Event:
+    """A value of any input topic -> its event, the decoder chosen by `type`; or `InvalidEvent`.
+
+    For a producer that routes events to their topics by `type` (`python -m
+    stream replay`): the same rules as the topic's own decoder, and a `type`
+    that no input topic takes is `unknown_type`.
+    """
+    doc = _load(data)
+    kind = _event_type(doc, INPUT_TYPES)
+    if kind in CART_TYPES:
+        return _cart(doc)
+    if kind in PURCHASE_TYPES:
+        return _purchase(doc)
+    return _subscription(doc)
 
 
 # --- outputs ----------------------------------------------------------------

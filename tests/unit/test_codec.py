@@ -17,6 +17,7 @@ from stream.codec import (
     check_key,
     dead_letter,
     decode_cart,
+    decode_event,
     decode_purchase,
     decode_subscription,
     encode,
@@ -57,6 +58,38 @@ def test_invalid_examples_raise_their_reason(example: Example) -> None:
     assert caught.value.reason == example.reason
     assert caught.value.detail
     assert str(caught.value).startswith(f"{example.reason}: ")
+
+
+def topic_of_type(payload: bytes) -> str | None:
+    """The input topic whose types hold the value's `type`, if it is one."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    return next((t for t, types in TYPES.items() if isinstance(kind, str) and kind in types), None)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=ids)
+def test_decode_event_judges_as_the_decoder_of_the_type(example: Example) -> None:
+    """decode_event gives what the decoder of the value's type gives: the same event or reason."""
+    results: list[object] = []
+    for decode in (DECODERS[topic_of_type(example.payload) or example.topic], decode_event):
+        try:
+            results.append(decode(example.payload))
+        except InvalidEvent as exc:
+            results.append(exc.reason)
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("kind", ["order_shipped", "ITEM_ADDED", 7, None])
+def test_decode_event_rejects_a_type_of_no_input_topic(kind: object) -> None:
+    """A type no input topic takes is unknown_type (absent: missing_field), naming them all."""
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(orjson.dumps({**CART, "type": kind}))
+    assert caught.value.reason == ("missing_field" if kind is None else "unknown_type")
+    if kind is not None:
+        assert "order_completed" in caught.value.detail and "item_added" in caught.value.detail
 
 
 def test_table_covers_every_reason_and_type() -> None:
