@@ -23,7 +23,7 @@ Timers, each bounded per tick: `publish_basket_counts` (N per partition to
 every item partition), `refresh_item_neighbors` (republish rows whose N or
 n_j moved), `rescore_customers` (customer-ltv as event time passes),
 `tick` (the watermark to each owned partition), `report_state_sizes`; and
-the ops block (health, lag, JSON logs). Every worker follows
+the ops block (health, lag, JSON logs, broker watch). Every worker follows
 `item-neighbors` into a `NeighborIndex`, so any worker answers any cart.
 Invalid input goes to `dead-letters` and the agent goes on. Delivery is
 at-least-once; state is idempotent (see each domain module).
@@ -45,7 +45,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import EventT
 from prometheus_client import CollectorRegistry
 
-from stream import health
+from stream import broker_watch, health
 from stream.codec import (
     MAX_DEAD_LETTER_BYTES,
     InvalidEvent,
@@ -87,7 +87,11 @@ from stream.domain.ltv import (
     apply_refund,
     customer_scores,
     ltv_record,
+    pack,
+    packed_partition,
+    unpack,
 )
+from stream.domain.population import Population
 from stream.domain.rank import Ranking
 from stream.domain.subscriptions import (
     SubscriptionState,
@@ -111,7 +115,7 @@ from stream.domain.triggers import (
     renewal_trigger,
 )
 from stream.domain.variants import TREATMENT, assign_variant
-from stream.kafka import client_security, faust_credentials
+from stream.kafka import client_security, faust_credentials, tuned_transport
 from stream.metrics import Metrics
 from stream.offsets import verify_end_offsets
 from stream.state import register_codecs
@@ -145,7 +149,9 @@ app = faust.App(
     producer_max_request_size=MAX_DEAD_LETTER_BYTES,
     autodiscover=False,
     origin="stream.app",
+    Worker=health.Worker,
 )
+tuned_transport(app, settings.fetch_max_wait_ms)
 
 if settings.broker:
     # Recovery reads changelogs to their end: make sure that end is right
@@ -158,9 +164,11 @@ setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix
 
 # --- ops: health and logging ---
 # /health/live and /health/ready for orchestrators, the consumer lag gauge, and
-# one JSON object per log line (stream/health.py).
+# one JSON object per log line (stream/health.py); the broker waited for at
+# start and watched after, with backoff, never a crash (stream/broker_watch.py).
 app.conf.logging_config = health.logging_config()
-health.install(app, lag=metrics.consumer_lag)
+broker = broker_watch.install(app, settings, metrics)
+health.install(app, lag=metrics.consumer_lag, broker=broker.unreachable)
 # --- end ops ---
 
 T = settings.topics
@@ -211,7 +219,7 @@ def _table(name: str, value_serializer: str, **options: Any) -> Any:
     return table
 
 
-customers = _table("customers", "state")
+customers = _table("customers", "raw")  # packed CustomerState bytes
 carts = _table("carts", "state")
 subscriptions = _table("subscriptions", "state")
 item_rows = _table("item-rows", "state")
@@ -303,31 +311,30 @@ async def decoded(
         yield event, value
 
 
-# Rank cuts come from the (realized, predicted) values of the customers this
-# worker holds: derived state, rebuilt in bounded chunks after a rebalance
-# rather than kept in a changelog. `_scored` is what `ranking` holds now.
-ranking = Ranking.create(
-    realized_quantile=settings.rank_quantiles[0], predicted_quantile=settings.rank_quantiles[1]
+# Rank cuts and re-scoring by event time (every STREAM_LTV_RESCORE_DAYS) over
+# the customers this worker holds: derived state, rebuilt in bounded chunks
+# after a rebalance rather than kept in a changelog.
+population = Population(
+    Ranking.create(
+        realized_quantile=settings.rank_quantiles[0],
+        predicted_quantile=settings.rank_quantiles[1],
+    ),
+    interval=settings.ltv_rescore_days * 86_400.0,
 )
-_scored: dict[str, tuple[float, float]] = {}
-# Re-scoring by event time: (due, customer) with due = as_of + STREAM_LTV_RESCORE_DAYS;
-# `_due_at` tells a live entry from one superseded by a later record.
-_due: list[tuple[float, str]] = []
-_due_at: dict[str, float] = {}
 RESCORE_PER_TICK = 1000
-RESCORE_INTERVAL_S = settings.ltv_rescore_days * 86_400.0
+
+
+def load_customer(cid: str) -> CustomerState | None:
+    """The customer's state (the table holds it packed: see `stream.domain.ltv.pack`)."""
+    packed: bytes | None = customers.get(cid)
+    return unpack(packed) if packed is not None else None
 
 
 def customer_record(cid: str, state: CustomerState, as_of: float, variant: str) -> dict[str, Any]:
     """Score the customer at `as_of`, move them in the rank tracker, schedule the next score."""
     scores = customer_scores(state, as_of, ltv_params)
-    values = (float(state.revenue), scores.predicted_clv)
-    ranking.move(_scored.get(cid), values)
-    _scored[cid] = values
-    due = as_of + RESCORE_INTERVAL_S
-    _due_at[cid] = due
-    heapq.heappush(_due, (due, cid))
-    record = ltv_record(cid, state, as_of, variant, scores, ranking.rank(*values))
+    rank = population.scored(cid, float(state.revenue), scores.predicted_clv, as_of)
+    record = ltv_record(cid, state, as_of, variant, scores, rank)
     metrics.customer_ltv.observe(record["ltv"])
     return record
 
@@ -337,7 +344,9 @@ def value_summary(cid: str, state: CustomerState | None, at: float) -> dict[str,
     if state is None:
         return customer_summary(None)
     scores = customer_scores(state, max(at, state.last_ts or at), ltv_params)
-    return customer_summary(state, scores, ranking.rank(float(state.revenue), scores.predicted_clv))
+    return customer_summary(
+        state, scores, population.rank(float(state.revenue), scores.predicted_clv)
+    )
 
 
 _customer_partitions: set[int] = set()
@@ -355,35 +364,22 @@ async def rescore_customers() -> None:
     if owned != _customer_partitions:
         _customer_partitions.clear()
         _customer_partitions.update(owned)
-        for cid in list(_scored):
-            held: CustomerState | None = customers.get(cid)
+        for cid in population.held():
+            held = load_customer(cid)
             if held is None or held.partition not in owned:
-                _forget(cid)
-        for cid, stored in customers.items():
-            if stored.partition in owned and cid not in _due_at:
-                _due_at[cid] = float("-inf")
-                heapq.heappush(_due, (float("-inf"), cid))
+                population.forget(cid)
+        for cid, packed in customers.items():
+            if cid not in population and packed_partition(packed) in owned:
+                population.schedule_now(cid)
     now = clock.now()
-    for _ in range(RESCORE_PER_TICK):
-        if not _due or _due[0][0] > now:
-            break
-        due, cid = heapq.heappop(_due)
-        if _due_at.get(cid) != due:
-            continue  # superseded by a later record
-        state: CustomerState | None = customers.get(cid)
+    for cid in population.pop_due(now, RESCORE_PER_TICK):
+        state = load_customer(cid)
         if state is None or state.partition not in owned:
-            _forget(cid)
+            population.forget(cid)
             continue
         as_of = max(now, state.last_ts or now)
         record = customer_record(cid, state, as_of, assign_variant(cid, settings.holdout_share))
         await customer_ltv_topic.send(key=cid.encode(), value=encode(record))
-
-
-def _forget(cid: str) -> None:
-    _due_at.pop(cid, None)
-    values = _scored.pop(cid, None)
-    if values is not None:
-        ranking.remove(values)
 
 
 @app.agent(purchase_topic)
@@ -393,7 +389,7 @@ async def track_orders(stream: faust.StreamT[bytes]) -> None:
     async for event, order in decoded(stream, T.purchase, decode_purchase):
         started = time.perf_counter()
         cid = order.customer_id
-        before: CustomerState | None = customers.get(cid)
+        before = load_customer(cid)
         if order.type == "order_completed":
             state, changed = apply_order(
                 before, order, event.message.partition, event.message.offset
@@ -402,7 +398,7 @@ async def track_orders(stream: faust.StreamT[bytes]) -> None:
             state, changed = apply_refund(before, order)
         redelivered = not changed and _is_redelivery(state, order, event)
         if changed:
-            customers[cid] = state
+            customers[cid] = pack(state)
         if changed or redelivered:
             await _emit_order_outputs(event, order, state, count=changed)
         timer.observe(time.perf_counter() - started)
@@ -580,7 +576,7 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
     """Send the one suggestion (and a cart_add trigger); return the cart with what was shown."""
     cid = change.customer_id
     variant = assign_variant(cid, settings.holdout_share)
-    customer: CustomerState | None = customers.get(cid)
+    customer = load_customer(cid)
     owned = customer.owned if customer is not None else {}
     excluded = recently_bought(owned, change.ts, rules.rebuy_window_days)
     excluded |= held_back(cart.shown, change.ts, rules)
@@ -690,7 +686,7 @@ async def fire_renewals(stream: faust.StreamT[bytes]) -> None:
 async def _announce_renewal(sid: str, state: SubscriptionState, window: int, now: float) -> None:
     cid = state.customer_id
     variant = assign_variant(cid, settings.holdout_share)
-    customer: CustomerState | None = customers.get(cid)
+    customer = load_customer(cid)
     owned = customer.owned if customer is not None else {}
     addons = suggest_for_cart(list(owned), set(owned), index, rules, at=now) if owned else []
     trigger = renewal_trigger(

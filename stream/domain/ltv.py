@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Final
 
+import orjson
+
 from stream.domain.clv import LtvParams, Scores, score
 from stream.domain.events import SECONDS_PER_DAY, PurchaseEvent, format_ts
 
@@ -94,6 +96,82 @@ class CustomerState:
         )
 
 
+# The packed form a worker holds in memory and writes to the changelog: one
+# flat JSON array without field names (about half the size of `to_json`'s).
+PACKED_VERSION: Final = 2
+
+
+def pack(state: CustomerState) -> bytes:
+    """The customer's state as compact bytes: what the customers table holds (see `unpack`).
+
+    A worker keeps every customer it owns, so the table holds these bytes
+    (a few hundred per customer) rather than the objects (several KiB of
+    dicts and Decimals); an agent unpacks the one customer it works on.
+    """
+    days: list[Any] = []
+    for day, value in state.day_values.items():
+        days += (day, str(value))
+    memos: list[Any] = []
+    for oid, m in state.recent_orders.items():
+        refunded = str(m.refunded) if m.refunded else 0
+        memos += (oid, m.day, str(m.value), refunded, m.partition, m.offset)
+    owned: list[Any] = []
+    for sku, ts in state.owned.items():
+        owned += (sku, ts)  # whole seconds (see remember_bought): 10 digits
+    packed = orjson.dumps(
+        [
+            PACKED_VERSION,
+            state.orders,
+            str(state.revenue),
+            state.first_ts,
+            state.last_ts,
+            days,
+            memos,
+            state.recent_refunds,
+            owned,
+            state.partition,
+        ]
+    )
+    # orjson's bytes keep its ~4 KiB write buffer allocated behind them (3.13:
+    # RSS grows 4 KiB per kept result); a copy holds just the bytes.
+    return bytes(memoryview(packed))
+
+
+def unpack(data: bytes) -> CustomerState:
+    """The state `pack` wrote; also reads the older `["CustomerState", to_json()]` records."""
+    fields = orjson.loads(data)
+    if fields[0] != PACKED_VERSION:
+        return CustomerState.from_json(fields[1])
+    _, orders, revenue, first_ts, last_ts, days, memos, refunds, owned, partition = fields
+    return CustomerState(
+        orders=orders,
+        revenue=Decimal(revenue),
+        first_ts=first_ts,
+        last_ts=last_ts,
+        day_values={days[i]: Decimal(days[i + 1]) for i in range(0, len(days), 2)},
+        recent_orders={
+            memos[i]: OrderMemo(
+                memos[i + 1],
+                Decimal(memos[i + 2]),
+                Decimal(memos[i + 3]) if memos[i + 3] else ZERO,
+                memos[i + 4],
+                memos[i + 5],
+            )
+            for i in range(0, len(memos), 6)
+        },
+        recent_refunds=tuple(refunds),
+        owned={owned[i]: float(owned[i + 1]) for i in range(0, len(owned), 2)},
+        partition=partition,
+    )
+
+
+def packed_partition(data: bytes) -> int:
+    """The partition of a packed state, read without unpacking it (its last field)."""
+    if data.startswith(b"[%d," % PACKED_VERSION):
+        return int(data[data.rindex(b",") + 1 : -1])
+    return unpack(data).partition
+
+
 def _owned(raw: Any, first_ts: float | None) -> dict[str, float]:
     """`owned` as stored: SKU -> last purchase time; a list (before times were kept)
     is taken as bought at the first purchase, the earliest time it can have been."""
@@ -107,10 +185,11 @@ MAX_REMEMBERED_REFUNDS: Final = 64
 
 
 def remember_bought(owned: dict[str, float], skus: tuple[str, ...], ts: float) -> dict[str, float]:
-    """SKU -> latest purchase time, keeping the MAX_OWNED_ITEMS most recently bought."""
+    """SKU -> latest purchase time (whole seconds), the MAX_OWNED_ITEMS most recently bought."""
     updated = dict(owned)
+    second = math.floor(ts)
     for sku in skus:
-        updated[sku] = max(updated.get(sku, ts), ts)
+        updated[sku] = max(updated.get(sku, second), second)
     if len(updated) > MAX_OWNED_ITEMS:
         newest = sorted(updated.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_OWNED_ITEMS]
         updated = dict(newest)

@@ -23,15 +23,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream.broker import EmbeddedBroker, ensure_topics, free_port
 from stream.config import _TOPIC_VARS, Settings, Topics
 
 ROOT = Path(__file__).resolve().parents[2]
+# The Kafka client id of the tests' own producers and consumers (a broker outage
+# in test_broker_outage.py cuts the worker off, not them).
+CLIENT_ID = "stream-tests"
 
 
 @pytest.fixture(scope="session")
@@ -113,22 +118,46 @@ class Deployment:
         self.workers.append(worker)
         return worker
 
-    async def produce(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
-        """Send raw (key, value) records and wait until the broker has them."""
+    @contextlib.asynccontextmanager
+    async def producer(self) -> AsyncIterator[AIOKafkaProducer]:
+        """A started producer on the session broker (the tests' client id)."""
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.broker.bootstrap, max_request_size=4 * 1_048_576
+            bootstrap_servers=self.broker.bootstrap,
+            client_id=CLIENT_ID,
+            max_request_size=4 * 1_048_576,
         )
         await producer.start()
         try:
-            for key, value in records:
-                await producer.send(topic, key=key, value=value)
-            await producer.flush()
+            yield producer
         finally:
             await producer.stop()
 
-    async def produce_events(self, topic: str, events: list[dict[str, Any]]) -> None:
-        """Send contract events as JSON, keyed by customer_id."""
-        await self.produce(topic, [(e["customer_id"].encode(), orjson.dumps(e)) for e in events])
+    async def produce(
+        self,
+        topic: str,
+        records: list[tuple[bytes | None, bytes]],
+        producer: AIOKafkaProducer | None = None,
+    ) -> list[tuple[int, int]]:
+        """Send raw (key, value) records, wait until the broker has them; their (partition, offset).
+
+        With `producer` (from `Deployment.producer`), sent with that one.
+        """
+        if producer is None:
+            async with self.producer() as started:
+                return await self.produce(topic, records, started)
+        sent = [await producer.send(topic, key=key, value=value) for key, value in records]
+        await producer.flush()
+        return [(m.partition, m.offset) for m in await asyncio.gather(*sent)]
+
+    async def produce_events(
+        self,
+        topic: str,
+        events: list[dict[str, Any]],
+        producer: AIOKafkaProducer | None = None,
+    ) -> list[tuple[int, int]]:
+        """Send contract events as JSON, keyed by customer_id; their (partition, offset)."""
+        records = [(e["customer_id"].encode(), orjson.dumps(e)) for e in events]
+        return await self.produce(topic, records, producer)
 
     async def read(
         self,
@@ -144,6 +173,7 @@ class Deployment:
         consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=self.broker.bootstrap,
+            client_id=CLIENT_ID,
             group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -169,11 +199,91 @@ class Deployment:
             await consumer.stop()
         return records
 
+    async def committed(self, topic: str) -> dict[int, int]:
+        """The workers' consumer group's committed offset per partition of `topic` (0: none)."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.broker.bootstrap,
+            client_id=CLIENT_ID,
+            group_id=self.settings.app_id,  # Faust's group id is its app id
+            enable_auto_commit=False,
+        )
+        await consumer.start()  # never subscribes: looks the offsets up, never joins
+        try:
+            return {
+                partition: await consumer.committed(TopicPartition(topic, partition)) or 0
+                for partition in range(self.settings.partitions)
+            }
+        finally:
+            await consumer.stop()
+
     def logs(self) -> str:
         return "\n".join(
             f"--- worker {i} (exit {w.process.poll()}) ---\n{w.log_tail()}"
             for i, w in enumerate(self.workers)
         )
+
+
+async def health(worker: Worker, path: str) -> tuple[int, dict[str, Any]]:
+    """(status, JSON body) of a health page; (0, {}) while nothing listens yet."""
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{worker.web_port}{path}") as response,
+        ):
+            return response.status, await response.json()
+    except aiohttp.ClientConnectionError:
+        return 0, {}
+
+
+async def wait_health(
+    worker: Worker,
+    done: Callable[[int, dict[str, Any]], bool],
+    within: float = 60.0,
+    path: str = "/health/ready",
+) -> tuple[int, dict[str, Any]]:
+    """Poll a health page until `done(status, body)`; fail with the worker's log."""
+    deadline = time.monotonic() + within
+    status, body = await health(worker, path)
+    while not done(status, body):
+        assert worker.process.poll() is None, worker.log_tail()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path}: {status} {body}\n{worker.log_tail()}")
+        await asyncio.sleep(0.2)
+        status, body = await health(worker, path)
+    return status, body
+
+
+async def sample(worker: Worker, name: str, **labels: str) -> float | None:
+    """A sample of the worker's /metrics, summed over those with `labels`; None while none."""
+    try:
+        text = await worker.metrics()
+    except OSError:
+        return None
+    found = [
+        point.value
+        for family in text_string_to_metric_families(text)
+        for point in family.samples
+        if point.name == name and labels.items() <= point.labels.items()
+    ]
+    return float(sum(found)) if found else None
+
+
+async def wait_sample(
+    worker: Worker,
+    name: str,
+    done: Callable[[float | None], bool],
+    within: float = 60.0,
+    **labels: str,
+) -> float | None:
+    """Poll a metric (summed over those with `labels`) until `done(value)`; fail with the log."""
+    deadline = time.monotonic() + within
+    value = await sample(worker, name, **labels)
+    while not done(value):
+        assert worker.process.poll() is None, worker.log_tail()
+        assert time.monotonic() < deadline, f"{name} = {value}\n{worker.log_tail()}"
+        await asyncio.sleep(0.2)
+        value = await sample(worker, name, **labels)
+    return value
 
 
 def values(records: list[ConsumerRecord[bytes, bytes]]) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Collection
+from decimal import Decimal
 from itertools import combinations
 from typing import Any
 
@@ -26,6 +27,41 @@ def brute_force(orders: list[dict[str, Any]]) -> tuple[Counter[str], Counter[tup
     return n_i, n_ij
 
 
+def customer_totals(events: list[dict[str, Any]]) -> dict[str, tuple[int, Decimal]]:
+    """Per customer: (orders, net revenue) from the purchase events among `events`.
+
+    Each order id and each refund's event id counts once.
+    An order is worth the sum of its lines; a refund takes its `total` off
+    (refunds here are never larger than what is left of their order).
+    """
+    totals: dict[str, tuple[int, Decimal]] = {}
+    seen: set[str] = set()
+    for event in events:
+        if event["type"] not in ("order_completed", "order_refunded"):
+            continue
+        key = event["order_id"] if event["type"] == "order_completed" else event["event_id"]
+        if key in seen:
+            continue
+        seen.add(key)
+        count, revenue = totals.get(event["customer_id"], (0, Decimal(0)))
+        if event["type"] == "order_completed":
+            count += 1
+            revenue += sum(Decimal(str(i["unit_price"])) * i["quantity"] for i in event["items"])
+        else:
+            revenue -= Decimal(str(event["total"]))
+        totals[event["customer_id"]] = (count, revenue)
+    return totals
+
+
+def latest_totals(records: list[Any]) -> dict[str, tuple[int, Decimal]]:
+    """Per customer: (orders, revenue) of the customer's latest customer-ltv record."""
+    latest: dict[str, tuple[int, Decimal]] = {}
+    for record in records:  # one customer's records are in one partition, in order
+        value = orjson.loads(record.value)
+        latest[value["customer_id"]] = (value["orders"], Decimal(str(value["revenue"])))
+    return latest
+
+
 def latest_by_key(records: list[Any]) -> dict[str, dict[str, Any]]:
     latest: dict[str, dict[str, Any]] = {}
     for record in records:
@@ -33,22 +69,30 @@ def latest_by_key(records: list[Any]) -> dict[str, dict[str, Any]]:
     return latest
 
 
-def exact_neighbors(orders: list[dict[str, Any]]) -> Callable[[list[Any]], bool]:
-    """True once the latest record of every item equals brute force, ratios included."""
+def neighbor_mismatches(orders: list[dict[str, Any]]) -> Callable[[list[Any]], list[str]]:
+    """What the latest record of each item gets wrong against brute force (none: all exact)."""
     n_i, n_ij = brute_force(orders)
     total = len(orders)
+    rows: dict[str, dict[str, int]] = {sku: {} for sku in n_i}
+    for (i, j), count in n_ij.items():
+        rows[i][j] = count
 
-    def holds(records: list[Any]) -> bool:
+    def mismatches(records: list[Any]) -> list[str]:
         latest = latest_by_key(records)
-        if set(latest) != set(n_i):
-            return False
-        for sku, record in latest.items():
-            expected = {j: c for (i, j), c in n_ij.items() if i == sku}
+        found = [f"missing {sku}" for sku in sorted(set(n_i) - set(latest))]
+        found += [f"unexpected {sku}" for sku in sorted(set(latest) - set(n_i))]
+        for sku, record in sorted(latest.items()):
+            if sku not in n_i:
+                continue
+            expected = rows[sku]
             published = {n["sku"]: n for n in record["neighbors"]}
-            if record["baskets"] != n_i[sku] or record["total_baskets"] != total:
-                return False
-            if {j: n["count"] for j, n in published.items()} != expected:
-                return False
+            counts = (record["baskets"], record["total_baskets"])
+            if counts != (n_i[sku], total):
+                found.append(f"{sku}: (n_i, N) = {counts}, expected {(n_i[sku], total)}")
+            got_counts = {j: n["count"] for j, n in published.items()}
+            if got_counts != expected:
+                found.append(f"{sku}: n_ij {got_counts}, expected {expected}")
+                continue
             for j, n in published.items():
                 exact = (
                     expected[j] / total,
@@ -59,10 +103,16 @@ def exact_neighbors(orders: list[dict[str, Any]]) -> Callable[[list[Any]], bool]
                 if not all(
                     math.isclose(g, e, rel_tol=1e-12) for g, e in zip(got, exact, strict=True)
                 ):
-                    return False
-        return True
+                    found.append(f"{sku}->{j}: (support, confidence, lift) {got}, expected {exact}")
+        return found
 
-    return holds
+    return mismatches
+
+
+def exact_neighbors(orders: list[dict[str, Any]]) -> Callable[[list[Any]], bool]:
+    """True once the latest record of every item equals brute force, ratios included."""
+    mismatches = neighbor_mismatches(orders)
+    return lambda records: not mismatches(records)
 
 
 def expected_ranking(

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,15 @@ from stream.broker import EmbeddedBroker, free_port
 from stream.config import Topics
 from stream.domain.variants import assign_variant
 from stream.metrics import LTV_BUCKETS
-from tests.integration.conftest import ROOT, Deployment, Worker, namespace, values
+from tests.integration.conftest import (
+    ROOT,
+    Deployment,
+    Worker,
+    health,
+    namespace,
+    values,
+    wait_health,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -180,39 +188,6 @@ async def _wait_ready(server: Prometheus, within: float = 30.0) -> None:
                 pass
             await asyncio.sleep(0.2)
     raise AssertionError("prometheus not ready:\n" + server.log_path.read_text())
-
-
-# --- health ----------------------------------------------------------------------------------
-
-
-async def health(worker: Worker, path: str) -> tuple[int, dict[str, Any]]:
-    """(status, JSON body) of a health page; (0, {}) while nothing listens yet."""
-    try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{worker.web_port}{path}") as response,
-        ):
-            return response.status, await response.json()
-    except aiohttp.ClientConnectionError:
-        return 0, {}
-
-
-async def wait_health(
-    worker: Worker,
-    done: Callable[[int, dict[str, Any]], bool],
-    within: float = 60.0,
-    path: str = "/health/ready",
-) -> tuple[int, dict[str, Any]]:
-    """Poll a health page until `done(status, body)`; fail with the worker's log."""
-    deadline = time.monotonic() + within
-    status, body = await health(worker, path)
-    while not done(status, body):
-        assert worker.process.poll() is None, worker.log_tail()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path}: {status} {body}\n{worker.log_tail()}")
-        await asyncio.sleep(0.2)
-        status, body = await health(worker, path)
-    return status, body
 
 
 # --- the events ------------------------------------------------------------------------------

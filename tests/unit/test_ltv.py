@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from itertools import permutations
 
@@ -22,9 +23,13 @@ from stream.domain.ltv import (
     customer_scores,
     day_of,
     ltv_record,
+    pack,
+    packed_partition,
     remember_bought,
     rfm,
+    unpack,
 )
+from stream.state import StateCodec
 
 DAY = 86_400.0
 # 2026-11-23T00:00:00Z is day 20,780 after the epoch: 20,780 * 86,400 = 1,795,392,000.
@@ -470,6 +475,23 @@ def test_customer_state_json_round_trip() -> None:
     """CustomerState.from_json(to_json()) gives back Decimals, int days and memos."""
     state = fold(*HISTORY, refund("r1", "c", "5.00"))
     assert CustomerState.from_json(state.to_json()) == state
+
+
+def test_packed_state_round_trips_and_is_compact() -> None:
+    """unpack(pack(s)) == s (refunds, memos, owned, partition); smaller than the named form."""
+    state, _ = apply_order(fold(*HISTORY, refund("r1", "c", "5.00")), order("o9", T0, "1"), 3, 77)
+    packed = pack(state)
+    assert unpack(packed) == state
+    assert packed_partition(packed) == 3
+    assert len(packed) < len(StateCodec().dumps(state))
+
+
+def test_unpack_reads_records_written_before_packing() -> None:
+    """A changelog record of the older `["CustomerState", fields]` form still reads back."""
+    state = fold(*HISTORY, refund("r1", "c", "5.00"))
+    older = StateCodec().dumps(replace(state, partition=2))
+    assert unpack(older) == replace(state, partition=2)
+    assert packed_partition(older) == 2
 
 
 def test_ltv_record_with_scores_adds_predicted_to_realized() -> None:

@@ -67,7 +67,7 @@ def test_counters_have_the_design_names_and_labels(
 def test_histograms_and_gauges_have_the_design_names(
     registry: CollectorRegistry, metrics: Metrics
 ) -> None:
-    """Latency, processing time and LTV are histograms; state sizes and lag are gauges."""
+    """Latency, processing time and LTV are histograms; sizes, lag, broker up are gauges."""
     metrics.event_to_emit.observe(0.004)
     metrics.processing.labels(agent="track_orders").observe(0.0002)
     metrics.customer_ltv.observe(120.0)
@@ -75,6 +75,8 @@ def test_histograms_and_gauges_have_the_design_names(
     metrics.items_held.set(4)
     metrics.pairs_held.set(5)
     metrics.consumer_lag.labels(topic="cart-events", partition="0").set(7)
+    metrics.broker_up.set(1)
+    metrics.broker_connect_failures.inc(3)
     value = registry.get_sample_value
     assert value("stream_event_to_emit_seconds_count") == 1
     assert value("stream_processing_seconds_count", {"agent": "track_orders"}) == 1
@@ -83,6 +85,8 @@ def test_histograms_and_gauges_have_the_design_names(
     assert value("stream_items_held") == 4
     assert value("stream_pairs_held") == 5
     assert value("stream_consumer_lag_messages", {"topic": "cart-events", "partition": "0"}) == 7
+    assert value("stream_broker_up") == 1
+    assert value("stream_broker_connect_failures_total") == 3
 
 
 def test_every_name_follows_the_conventions(registry: CollectorRegistry, metrics: Metrics) -> None:
@@ -225,6 +229,23 @@ def test_not_ready_says_why(state: dict[str, Any], reason: str) -> None:
     assert status.to_json() == {"ready": False, "reason": status.reason, "partitions": {}}
 
 
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        ({}, "broker unreachable since"),
+        ({"rebalancing": True, "recovered": False, "actives": set()}, "broker unreachable since"),
+        ({"should_stop": True}, "stopping"),
+        ({"crashed": True, "crash_reason": RuntimeError("boom")}, "crashed"),
+    ],
+)
+def test_an_unreachable_broker_makes_a_worker_unready(state: dict[str, Any], reason: str) -> None:
+    """Whatever else holds, no broker = 503 saying so; crashing or stopping say that first."""
+    unreachable = "broker unreachable since 2026-11-23T09:15:00Z: KafkaConnectionError"
+    status = health.readiness(FakeApp(**state), INPUTS, unreachable)
+    assert status.ready is False
+    assert status.reason.startswith(reason), status.reason
+
+
 def test_ready_lists_the_owned_input_partitions() -> None:
     """Ready: assigned, recovered, not rebalancing; only input topics' partitions listed."""
     app = FakeApp(actives={TP("cart-events", 2), TP("cart-events", 0), TP("other", 1)})
@@ -337,3 +358,35 @@ def test_the_worker_logging_config_writes_json_lines(capsys: pytest.CaptureFixtu
     lines = capsys.readouterr().err.splitlines()
     assert [orjson.loads(line)["message"] for line in lines] == ["worker ready"]
     assert orjson.loads(lines[0])["partitions"] == 3
+
+
+def _kafka_record(name: str = "aiokafka", msg: str = "Unable connect to %s") -> logging.LogRecord:
+    return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, (111,), None)
+
+
+def test_kafka_client_repeats_pass_once_per_window() -> None:
+    """The first of a kind passes, repeats wait for the window, then pass saying how many."""
+    now = [0.0]
+    repeats = health.RepeatFilter(window=10.0, clock=lambda: now[0])
+    assert repeats.filter(_kafka_record())
+    for at in (0.1, 5.0, 9.9):
+        now[0] = at
+        assert not repeats.filter(_kafka_record())
+    assert repeats.filter(_kafka_record("aiokafka", "another message"))  # another kind
+    now[0] = 10.0
+    record = _kafka_record()
+    assert repeats.filter(record)
+    assert record.repeated == 3  # type: ignore[attr-defined]
+    now[0] = 30.0
+    record = _kafka_record()
+    assert repeats.filter(record)
+    assert not hasattr(record, "repeated")
+
+
+def test_other_loggers_and_levels_all_pass() -> None:
+    """Our own records, and the Kafka client's below WARNING, are never held back."""
+    repeats = health.RepeatFilter(clock=lambda: 0.0)
+    assert all(repeats.filter(_kafka_record("stream.broker_watch")) for _ in range(5))
+    info = _kafka_record("aiokafka.consumer.group_coordinator")
+    info.levelno = logging.INFO
+    assert all(repeats.filter(info) for _ in range(5))

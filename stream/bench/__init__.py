@@ -1,0 +1,133 @@
+"""`python -m stream bench`: how fast and how big, on this machine, in one run.
+
+    python -m stream bench                 # everything below; figures to bench.json
+    python -m stream bench pipeline        # throughput and latency on the embedded broker
+    python -m stream bench memory          # bytes per pair and per customer (no broker)
+
+`pipeline` (stream/bench/pipeline.py) runs a bare Faust passthrough, a raw
+aiokafka relay and the full pipeline on the same generated workload and
+prints events/s, add-to-suggestion latency at a steady 1,000 adds/s, and the
+pipeline's ratios to the baselines: medians of `--runs` runs. `memory`
+(stream/bench/memory.py) measures the state with tracemalloc. The README's
+"Performance" section quotes one such run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from stream.bench.memory import measure_memory
+from stream.bench.pipeline import KINDS, run_all
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m stream bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("what", nargs="?", choices=["all", "pipeline", "memory"], default="all")
+    parser.add_argument("--events", type=int, default=20_000, help="workload size (events)")
+    parser.add_argument("--customers", type=int, default=2_000, help="customers in the workload")
+    parser.add_argument("--runs", type=int, default=3, help="runs per processor (median)")
+    parser.add_argument(
+        "--workers", default="1", help="pipeline worker counts, e.g. 1,2,4 (baselines: the first)"
+    )
+    parser.add_argument(
+        "--processors", default=",".join(KINDS), help="which of passthrough,relay,pipeline"
+    )
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=int, default=1_000, help="adds/s in the latency phase")
+    parser.add_argument("--pairs", type=int, default=250_000, help="memory: pairs to hold")
+    parser.add_argument("--memory-customers", type=int, default=100_000)
+    parser.add_argument("--capacity", type=int, default=100, help="neighbours kept per item")
+    parser.add_argument("--json", default="bench.json", help="where the figures go")
+    return parser.parse_args(argv)
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    figures: dict[str, Any] = {
+        "machine": {
+            "cpus": _cpus(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        }
+    }
+    if args.what in ("all", "pipeline"):
+        figures["pipeline"] = asyncio.run(
+            run_all(
+                events=args.events,
+                customers=args.customers,
+                runs=args.runs,
+                workers=[int(n) for n in args.workers.split(",")],
+                partitions=args.partitions,
+                latency_seconds=args.latency_seconds,
+                rate=args.rate,
+                progress=say,
+                kinds=tuple(args.processors.split(",")),
+            )
+        )
+    if args.what in ("all", "memory"):
+        say("memory ...")
+        figures["memory"] = measure_memory(args.pairs, args.memory_customers, args.capacity)
+    print(report(figures))
+    with open(args.json, "wb") as out:
+        out.write(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+    say(f"figures written to {args.json}")
+    return 0
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def report(figures: dict[str, Any]) -> str:
+    """The figures as the README's Performance tables (Markdown)."""
+    lines: list[str] = []
+    pipeline = figures.get("pipeline")
+    if pipeline:
+        w = pipeline["workload"]
+        lines += [
+            f"Workload: {w['events']:,} events ({w['item_added']:,} item_added, "
+            f"{w['orders']:,} orders, {w['basket_records']:,} basket records), "
+            f"{w['customers']:,} customers, {w['partitions']} partitions; "
+            f"medians of {pipeline['runs']} runs.",
+            "",
+            "| processor | events/s | p50 add->answer (ms) | p99 (ms) |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, m in pipeline["medians"].items():
+            latency = m.get("latency")
+            p50 = f"{latency['p50_ms']:.1f}" if latency else "-"
+            p99 = f"{latency['p99_ms']:.1f}" if latency else "-"
+            lines.append(f"| {name} | {m['events_per_s']:,.0f} | {p50} | {p99} |")
+        lines.append("")
+        for name, value in pipeline["ratios"].items():
+            lines.append(f"- {name.replace('_', ' ')}: {value:.2f}x")
+    memory = figures.get("memory")
+    if memory:
+        pairs, customers = memory["pairs"], memory["customers"]
+        lines += [
+            "",
+            f"- memory per million pairs: {pairs['mib_per_million_pairs']:.1f} MiB "
+            f"({pairs['bytes_per_pair']:.1f} B a pair, {pairs['capacity']} neighbours an item)",
+            f"- memory per 100k customers: {customers['bytes_per_customer'] * 1e5 / 2**20:.1f} MiB "
+            f"({customers['bytes_per_customer']:.0f} B a customer, "
+            f"{customers['orders_each']} orders each)",
+        ]
+        lines += [f"- {k}: {v:.1f} us" for k, v in memory["per_call_us"].items()]
+    return "\n".join(lines)

@@ -1,0 +1,504 @@
+"""Throughput and latency against the broker: the pipeline next to two baselines, one run.
+
+Three processors, each a separate process on the same embedded broker, get
+the same generated workload (the demo shop's cart sessions and orders):
+
+- (a) `passthrough`: a bare Faust app, orjson decode and forward
+  (stream/bench/passthrough.py);
+- (b) `relay`: raw aiokafka, consume and produce, no Faust (stream/bench/relay.py);
+- (c) `pipeline`: the product (`python -m stream worker`): co-occurrence,
+  customer value, suggestions, triggers.
+
+Throughput: the workload is loaded into the input topics first, then the
+processor starts; events/s = input events / (time of the last output - time
+of the first), timed by the bench's consumer, so start-up is not counted.
+(a) and (b) are done when every event came out; (c) when its agents have
+processed every item_added, every order and every basket record fanned out
+to the item rows (the workers' own counters, read from /metrics every 250 ms;
+the clock starts at the first output, as for the baselines).
+
+Latency: after the throughput phase, on the same running processor, the
+bench sends item_added events at a steady rate (1,000/s) and times each from
+just before its send to the moment the bench's consumer receives its
+answer (the relayed record; the suggestion): what a storefront would see.
+
+Each measurement is repeated (`--runs`, each in fresh topics) and the
+median is reported; runs of the three processors are interleaved so drift
+on a shared machine hits them alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream.broker import EmbeddedBroker, ensure_topics, free_port
+from stream.config import _TOPIC_VARS, Settings, Topics
+from stream.demo import DemoEvent, DemoFeed
+from stream.domain.cooccurrence import basket_items
+
+ROOT = Path(__file__).resolve().parents[2]
+KINDS = ("passthrough", "relay", "pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """The events every processor gets, in order, and what completes them."""
+
+    events: tuple[DemoEvent, ...]
+
+    @classmethod
+    def generate(cls, count: int, customers: int, seed: int = 11) -> Workload:
+        feed = DemoFeed(seed=seed, customers=customers)
+        made: list[DemoEvent] = []
+        sessions = feed.live()
+        while len(made) < count:
+            made.append(next(sessions))
+        return cls(tuple(made))
+
+    @property
+    def adds(self) -> int:
+        return sum(1 for e in self.events if e.value["type"] == "item_added")
+
+    @property
+    def orders(self) -> int:
+        return sum(1 for e in self.events if e.value["type"] == "order_completed")
+
+    @property
+    def baskets_fanned_out(self) -> int:
+        """Records count_pairs processes: one per distinct SKU of each order."""
+        return sum(
+            len(basket_items(tuple(line["sku"] for line in e.value["items"])))
+            for e in self.events
+            if e.value["type"] == "order_completed"
+        )
+
+
+def live_adds(count: int, seed: int) -> Iterator[DemoEvent]:
+    """`count` item_added events of new sessions (the latency phase's probes)."""
+    feed = DemoFeed(seed=seed, customers=500, start="2026-12-01T08:00:00Z")
+    made = 0
+    for event in feed.live():
+        if event.value["type"] == "item_added":
+            made += 1
+            # Ids of their own: the workload's feed numbered its events and carts alike.
+            value = {
+                **event.value,
+                "event_id": f"probe-{made}",
+                "cart_id": f"probe-{event.value['cart_id']}",
+            }
+            yield DemoEvent(event.topic, event.key, value)
+            if made == count:
+                return
+
+
+@dataclass
+class Installation:
+    """One processor's namespace on the broker: topics, group, data, processes."""
+
+    kind: str
+    broker: EmbeddedBroker
+    partitions: int
+    directory: Path
+    prefix: str = field(default_factory=lambda: f"b{uuid.uuid4().hex[:8]}")
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
+        env.update(
+            STREAM_BROKER=self.broker.url,
+            STREAM_APP_ID=f"{self.prefix}-app",
+            STREAM_PARTITIONS=str(self.partitions),
+            STREAM_DATA_DIR=str(self.directory / self.prefix),
+            BENCH_OUT=self.out_topic,
+            PYTHONUNBUFFERED="1",
+        )
+        defaults = Topics()
+        for name, var in _TOPIC_VARS.items():
+            env[var] = f"{self.prefix}-{getattr(defaults, name)}"
+        return env
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env({k: v for k, v in self.env.items() if k.startswith("STREAM_")})
+
+    @property
+    def out_topic(self) -> str:
+        return f"{self.prefix}-out"
+
+    @property
+    def answers(self) -> list[str]:
+        """The topics whose records answer input events."""
+        if self.kind == "pipeline":
+            topics = self.settings.topics
+            return [topics.suggestions, topics.customer_ltv]
+        return [self.out_topic]
+
+    async def create_topics(self) -> None:
+        await ensure_topics(self.settings, [self.broker.bootstrap])
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.broker.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics(
+                [NewTopic(self.out_topic, num_partitions=self.partitions, replication_factor=1)]
+            )
+        finally:
+            await admin.close()
+
+    def start(self, workers: int) -> None:
+        for n in range(workers):
+            port = free_port()
+            command = {
+                "passthrough": ["-m", "stream.bench.passthrough", "worker", "-l", "warn"],
+                "relay": ["-m", "stream.bench.relay"],
+                "pipeline": ["-m", "stream", "worker", "-l", "warn", "--web-port", str(port)],
+            }[self.kind]
+            env = dict(self.env, STREAM_DATA_DIR=str(self.directory / f"{self.prefix}-{n}"))
+            log = (self.directory / f"{self.prefix}-{self.kind}-{n}.log").open("ab")
+            self.processes.append(
+                subprocess.Popen(
+                    [sys.executable, *command],
+                    cwd=ROOT,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                )
+            )
+            self.ports.append(port)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+    def check_alive(self) -> None:
+        for n, process in enumerate(self.processes):
+            if process.poll() is not None:
+                log = self.directory / f"{self.prefix}-{self.kind}-{n}.log"
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{self.kind} worker {n} exited {process.returncode}:\n{tail}")
+
+    async def processed(self, agent: str) -> float:
+        """Records `agent` has processed, summed over the pipeline's workers (from /metrics)."""
+        total = 0.0
+        for port in self.ports:
+            with contextlib.suppress(OSError):
+                page = await _get(port, "/metrics")
+                for family in text_string_to_metric_families(page):
+                    for sample in family.samples:
+                        if (
+                            sample.name == "stream_processing_seconds_count"
+                            and sample.labels.get("agent") == agent
+                        ):
+                            total += sample.value
+        return total
+
+
+async def _get(port: int, path: str) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+    await writer.drain()
+    body = await reader.read()
+    writer.close()
+    return body.decode(errors="replace").split("\r\n\r\n", 1)[-1]
+
+
+async def produce(
+    bootstrap: str, settings: Settings, events: tuple[DemoEvent, ...] | list[DemoEvent]
+) -> None:
+    """Load events into the input topics as fast as the broker takes them."""
+    topics = {"cart": settings.topics.cart, "purchase": settings.topics.purchase}
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        pending = []
+        for event in events:
+            pending.append(
+                await producer.send(
+                    topics[event.topic], key=event.key.encode(), value=orjson.dumps(event.value)
+                )
+            )
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+class Receiver:
+    """The bench's consumer of a processor's answer topics: arrival times by source event."""
+
+    def __init__(self, bootstrap: str, topics: list[str]) -> None:
+        self.consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=5,
+        )
+        self.count = 0
+        self.first: float | None = None
+        self.last = 0.0
+        self.arrived: dict[str, float] = {}  # event id -> arrival (watched ids only)
+        self.watch: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Receiver:
+        await self.consumer.start()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self.consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
+            now = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    self.count += 1
+                    if self.watch:
+                        value = orjson.loads(record.value)
+                        source = value.get("source_event_id") or value.get("event_id")
+                        if source in self.watch:
+                            self.arrived.setdefault(source, now)
+            if batches:
+                self.first = self.first if self.first is not None else now
+                self.last = now
+
+
+async def until(
+    check: Callable[[], Any], installation: Installation, within: float, what: str
+) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        installation.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{installation.kind}: {what} not reached in {within:.0f} s")
+        await asyncio.sleep(0.25 if installation.kind == "pipeline" else 0.02)
+
+
+async def measure(
+    kind: str,
+    broker: EmbeddedBroker,
+    workload: Workload,
+    directory: Path,
+    *,
+    workers: int,
+    partitions: int,
+    latency_seconds: float,
+    rate: int,
+    seed: int,
+) -> dict[str, Any]:
+    """One run of one processor: throughput over the workload, then latency at `rate` adds/s."""
+    installation = Installation(kind, broker, partitions, directory)
+    await installation.create_topics()
+    await produce(broker.bootstrap, installation.settings, workload.events)
+    async with Receiver(broker.bootstrap, installation.answers) as receiver:
+        installation.start(workers)
+        try:
+            if kind == "pipeline":
+                wanted = {
+                    "suggest_cross_sell": workload.adds,
+                    "track_orders": workload.orders,
+                    "count_pairs": workload.baskets_fanned_out,
+                }
+
+                async def done() -> bool:
+                    for agent, count in wanted.items():
+                        if await installation.processed(agent) < count:
+                            return False
+                    return True
+            else:
+
+                async def done() -> bool:
+                    return receiver.count >= len(workload.events)
+
+            await until(done, installation, 600, "all outputs")
+            finished = time.perf_counter()
+            assert receiver.first is not None
+            elapsed = max(finished if kind == "pipeline" else receiver.last, 1e-9) - receiver.first
+            result: dict[str, Any] = {
+                "events": len(workload.events),
+                "seconds": elapsed,
+                "events_per_s": len(workload.events) / elapsed,
+            }
+            if latency_seconds > 0:
+                result["latency"] = await steady_latency(
+                    installation, receiver, latency_seconds, rate, seed
+                )
+            return result
+        finally:
+            installation.stop()
+
+
+async def steady_latency(
+    installation: Installation, receiver: Receiver, seconds: float, rate: int, seed: int
+) -> dict[str, float]:
+    """Send item_added at `rate`/s for `seconds`; milliseconds from send to answer received."""
+    probes = list(live_adds(int(seconds * rate), seed))
+    receiver.watch = {e.value["event_id"] for e in probes}
+    topic = installation.settings.topics.cart
+    producer = AIOKafkaProducer(bootstrap_servers=installation.broker.bootstrap, linger_ms=0)
+    await producer.start()
+    sent_at: dict[str, float] = {}
+    try:
+        started = time.perf_counter()
+        tick = 0.01
+        per_tick = max(1, round(rate * tick))
+        for n in range(0, len(probes), per_tick):
+            due = started + (n // per_tick) * tick
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            for event in probes[n : n + per_tick]:
+                sent_at[event.value["event_id"]] = time.perf_counter()
+                await producer.send(topic, key=event.key.encode(), value=orjson.dumps(event.value))
+        await producer.flush()
+        achieved = len(probes) / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+    async def all_answered() -> bool:
+        return len(receiver.arrived) >= len(probes)
+
+    await until(all_answered, installation, 120, "all latency probes answered")
+    # The first second warms up (connections, first fetches); the rest is steady state.
+    cutoff = min(sent_at.values()) + 1.0
+    ms = sorted(
+        (receiver.arrived[eid] - sent) * 1000 for eid, sent in sent_at.items() if sent >= cutoff
+    )
+    return {
+        "probes": len(ms),
+        "rate_per_s": achieved,
+        "p50_ms": _percentile(ms, 0.50),
+        "p99_ms": _percentile(ms, 0.99),
+        "max_ms": ms[-1],
+    }
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@contextlib.asynccontextmanager
+async def bench_broker() -> AsyncIterator[tuple[EmbeddedBroker, Path]]:
+    with tempfile.TemporaryDirectory(prefix="stream-bench-") as tmp:
+        directory = Path(tmp)
+        with EmbeddedBroker(log_path=directory / "broker.log") as broker:
+            yield broker, directory
+
+
+async def run_all(
+    *,
+    events: int,
+    customers: int,
+    runs: int,
+    workers: list[int],
+    partitions: int,
+    latency_seconds: float,
+    rate: int,
+    progress: Callable[[str], None],
+    kinds: tuple[str, ...] = KINDS,
+) -> dict[str, Any]:
+    """Every processor, `runs` times, interleaved; medians and the pipeline's ratios."""
+    workload = Workload.generate(events, customers)
+    raw: dict[str, list[dict[str, Any]]] = {}
+    async with bench_broker() as (broker, directory):
+        for run in range(runs):
+            for count in workers:
+                for kind in kinds:
+                    if kind != "pipeline" and count != workers[0]:
+                        continue  # baselines at the first worker count only
+                    name = f"{kind} x{count}"
+                    progress(f"run {run + 1}/{runs}: {name} ...")
+                    figures = await measure(
+                        kind,
+                        broker,
+                        workload,
+                        directory,
+                        workers=count,
+                        partitions=partitions,
+                        latency_seconds=latency_seconds if count == workers[0] else 0.0,
+                        rate=rate,
+                        seed=100 + run,
+                    )
+                    progress(f"  {_line(figures)}")
+                    raw.setdefault(name, []).append(figures)
+    medians = {name: _medians(results) for name, results in raw.items()}
+    base = workers[0]
+    ratios: dict[str, float] = {}
+    pipeline = medians.get(f"pipeline x{base}")
+    for baseline in ("passthrough", "relay"):
+        other = medians.get(f"{baseline} x{base}")
+        if pipeline is None or other is None:
+            continue
+        ratios[f"pipeline_vs_{baseline}_throughput"] = (
+            pipeline["events_per_s"] / other["events_per_s"]
+        )
+        if latency_seconds > 0:
+            ratios[f"pipeline_vs_{baseline}_p99_latency"] = (
+                pipeline["latency"]["p99_ms"] / other["latency"]["p99_ms"]
+            )
+    return {
+        "workload": {
+            "events": len(workload.events),
+            "item_added": workload.adds,
+            "orders": workload.orders,
+            "basket_records": workload.baskets_fanned_out,
+            "customers": customers,
+            "partitions": partitions,
+        },
+        "runs": runs,
+        "medians": medians,
+        "ratios": ratios,
+        "all_runs": raw,
+    }
+
+
+def _medians(results: list[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for key, value in results[0].items():
+        if isinstance(value, dict):
+            merged[key] = _medians([r[key] for r in results])
+        else:
+            merged[key] = statistics.median(r[key] for r in results)
+    return merged
+
+
+def _line(figures: dict[str, Any]) -> str:
+    text = f"{figures['events_per_s']:,.0f} events/s"
+    latency = figures.get("latency")
+    if latency:
+        text += f", p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms"
+    return text
