@@ -376,8 +376,8 @@ async def steady_latency(
     sent_at: dict[str, float] = {}
     try:
         started = time.perf_counter()
-        tick = 0.01
-        per_tick = max(1, round(rate * tick))
+        per_tick = max(1, round(rate / 100))  # a burst every 10 ms, or one at a time
+        tick = per_tick / rate
         for n in range(0, len(probes), per_tick):
             due = started + (n // per_tick) * tick
             await asyncio.sleep(max(0.0, due - time.perf_counter()))

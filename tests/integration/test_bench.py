@@ -1,0 +1,63 @@
+"""`python -m stream bench` runs end to end on the embedded broker (tiny sizes; figures not judged).
+
+The benchmark's targets are met in the benchmark (README "Performance"),
+not here: this proves the command works from a fresh checkout and that
+every processor answered every event and every latency probe.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_measures_all_three_processors_and_the_memory(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stream",
+            "bench",
+            "--events=300",
+            "--customers=50",
+            "--runs=1",
+            "--partitions=2",
+            "--latency-seconds=3",
+            "--rate=50",
+            "--pairs=2000",
+            "--memory-customers=300",
+            f"--json={out}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = orjson.loads(out.read_bytes())
+    medians = figures["pipeline"]["medians"]
+    assert set(medians) == {"passthrough x1", "relay x1", "pipeline x1"}
+    for name, m in medians.items():
+        assert m["events"] == 300, name
+        assert m["events_per_s"] > 0, name
+        # The first second of probes is warm-up; the other two seconds' are all answered.
+        assert 80 <= m["latency"]["probes"] <= 100, name
+        assert 0 < m["latency"]["p50_ms"] <= m["latency"]["p99_ms"] <= m["latency"]["max_ms"]
+    assert set(figures["pipeline"]["ratios"]) == {
+        "pipeline_vs_passthrough_throughput",
+        "pipeline_vs_passthrough_p99_latency",
+        "pipeline_vs_relay_throughput",
+        "pipeline_vs_relay_p99_latency",
+    }
+    customers = figures["memory"]["customers"]
+    assert customers["customers"] == 300 and customers["bytes_per_customer"] > 0
+    assert "| pipeline x1 |" in done.stdout  # the README's table
