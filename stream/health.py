@@ -206,7 +206,7 @@ class Worker(faust.Worker):
     """
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        pass
+        self.spinner = None  # and the root logger keeps the level it was given
 
 
 def logging_config() -> dict[str, Any]:

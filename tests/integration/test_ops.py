@@ -40,6 +40,7 @@ from tests.integration.conftest import (
     values,
     wait_health,
 )
+from tests.integration.expectations import exact_neighbors
 
 pytestmark = pytest.mark.integration
 
@@ -269,8 +270,9 @@ async def traffic(deployment: Deployment, worker: Worker, prometheus: Prometheus
     await wait_health(worker, lambda status, _: status == 200)
     await deployment.produce_events(topics.purchase, ORDERS)
     ltv = await deployment.read(topics.customer_ltv, lambda rs: len(rs) >= len(ORDERS))
-    # Let the worker's NeighborIndex learn the pairs before the carts ask for them.
-    await deployment.read(topics.item_neighbors, lambda rs: len(rs) >= len(PRICES))
+    # Let the worker's NeighborIndex learn the pairs before the carts ask for them: every
+    # item's latest record counts all the orders (early records may count only some).
+    await deployment.read(topics.item_neighbors, exact_neighbors(ORDERS))
     await asyncio.sleep(1.0)
     await deployment.produce_events(topics.cart, CARTS)
     await deployment.produce_events(topics.subscription, [SUBSCRIPTION])
