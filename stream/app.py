@@ -438,13 +438,14 @@ async def _emit_order_outputs(
         if attributed is not None:
             metrics.conversions.labels(variant).inc()
             metrics.attributed_revenue.labels(variant).inc(float(attributed))
-    # N_p counts each record of its partition once, by offset: not by `count`,
-    # since after a crash the customers table and basket-counts may each have
-    # kept or lost their changelog write for the same record.
+    # N_p counts each record of its partition once, by offset (count_basket):
+    # not by `count`, since after a crash the customers table and basket-counts
+    # may each have kept or lost their changelog write for the same record.
     stored = basket_counts.get(str(source))
     known = BasketCount.from_json(stored) if stored else None
-    if known is None or offset > known.offset:
-        basket_counts[str(source)] = count_basket(known, order.ts, offset, decay).to_json()
+    counted = count_basket(known, order.ts, offset, decay)
+    if counted is not known:
+        basket_counts[str(source)] = counted.to_json()
     items = basket_items(order.skus)
     basket = encode(Basket(order.order_id, items, order.ts, source, offset).to_json())
     for sku in items:

@@ -1,16 +1,28 @@
-"""Kafka clients: security (SASL/TLS) for Faust and plain aiokafka, and Faust's fetch wait."""
+"""Kafka clients: security (SASL/TLS) for Faust and plain aiokafka; Faust's consumer, fixed.
+
+`tuned_transport` gives the Faust app a consumer that waits less for records
+at the broker and never lets a record fetched before a seek through after it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer
 from aiokafka.helpers import create_ssl_context
+from aiokafka.structs import OffsetAndMetadata
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, Message
 
 from stream.config import Security
+
+log = logging.getLogger(__name__)
 
 
 def ssl_context(security: Security) -> ssl.SSLContext | None:
@@ -54,14 +66,16 @@ def client_security(security: Security) -> dict[str, Any]:
 
 
 def tuned_transport(app: faust.App, fetch_max_wait_ms: int) -> None:
-    """Make `app`'s consumer wait at most `fetch_max_wait_ms` for records at the broker.
+    """Give `app` a consumer that waits at most `fetch_max_wait_ms` and is safe across seeks.
 
-    Faust 0.15 hard-codes 1,500 ms for its stream consumer, so a record that
-    arrives on a quiet partition waits up to 1.5 s before the agent sees it
-    (seen: p50 1.27 s from add to suggestion at 1,000 adds/s). A short wait
-    costs one fetch request per wait on an idle worker (100 a second at the
-    default 10 ms), which a broker answers from memory. Call before the app
-    creates its topics (it sets `app.transport`).
+    Fetch wait: Faust 0.15 hard-codes 1,500 ms for its stream consumer, so a
+    record that arrives on a quiet partition waits up to 1.5 s before the
+    agent sees it (seen: p50 1.27 s from add to suggestion at 1,000 adds/s).
+    A short wait costs one fetch request per wait on an idle worker (100 a
+    second at the default 10 ms), which a broker answers from memory.
+
+    Seeks: see `SeekSafeConsumer`. Call before the app creates its topics
+    (it sets `app.transport`).
     """
 
     class Thread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -70,11 +84,128 @@ def tuned_transport(app: faust.App, fetch_max_wait_ms: int) -> None:
             consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read by start()
             return consumer
 
-    class TunedConsumer(faust_aiokafka.Consumer):
+    class FetchConsumer(SeekSafeConsumer):
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return Thread(self, loop=self.loop, beacon=self.beacon)
 
     class Transport(faust_aiokafka.Transport):
-        Consumer = TunedConsumer
+        Consumer = FetchConsumer
 
     app.transport = Transport(app.conf.broker_consumer, app)
+
+
+BEGINNING = -1  # a seek target: the partition's earliest offset
+
+
+class SeekSafeConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer, less a way to lose records around a rebalance.
+
+    Faust fetches in a thread of its own; a batch fetched before a seek (the
+    seek to the committed offsets after every rebalance and recovery) can be
+    handed to the stream after it. Faust then takes the committed offset c
+    and the stale record's offset K as a gap: it counts c+1..K-1 as acked
+    (they may be committed past) and, its read offset now K, drops those
+    records when they arrive again. After a SIGKILL and a restart this lost
+    orders (issue #8: tests/integration/test_reliability.py).
+
+    Here each partition counts its seeks. A batch's records of a partition
+    sought since the batch was fetched are dropped, and the partition is
+    sought once more to where the last seek put it, since the batch may
+    also have been read after that seek (then the position moved past it).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._seeks: Counter[TP] = Counter()
+        self._sought: dict[TP, int] = {}  # the last seek's target (or BEGINNING)
+        self._seeking = asyncio.Lock()
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109
+        async with self._seeking:
+            seeks = self._seeks.copy()
+        stale: set[TP] = set()
+        async for tp, message in super().getmany(timeout):
+            if self._seeking.locked():
+                async with self._seeking:
+                    pass
+            if self._seeks[tp] == seeks[tp]:
+                yield tp, message
+            elif tp not in stale:
+                stale.add(tp)
+                target = self._sought[tp]
+                log.info(
+                    "records of %s fetched before a seek dropped (from offset %d); "
+                    "reading again from %s",
+                    tp,
+                    message.offset,
+                    "the beginning" if target == BEGINNING else target,
+                )
+                if target == BEGINNING:
+                    async with self._seeking:
+                        await self._thread.seek_to_beginning(tp)
+                        await self._sought_to({tp: BEGINNING})
+                    self._read_offset[tp] = None
+                else:
+                    await self.seek(tp, target)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Finish and commit what was read of the revoked partitions, then hand them over.
+
+        Faust 0.15.3 means to (stop the streams, wait for the events in hand,
+        flush, commit) but skips it all when the consumer reports no
+        assignment, which aiokafka 0.14 does here; and it forgets the acked
+        offsets first. The new owner then read again from the last periodic
+        commit and answered those cart adds a second time.
+        """
+        app: Any = self.app
+        if revoked and not app.should_stop:
+            self.stop_flow()
+            app.flow_control.suspend()
+            app.flow_control.clear()  # queued, not started: the new owner reads them
+            await app._consumer_wait_empty(self, log)
+            await app.producer.flush()
+            await self._commit_now(revoked)
+        await super().on_partitions_revoked(revoked)
+
+    async def _commit_now(self, tps: set[TP]) -> None:
+        offsets = {}
+        for tp in tps:
+            offset = self._new_offset(tp)
+            if offset is not None and self._should_commit(tp, offset):
+                offsets[tp] = offset
+        if not offsets:
+            return
+        consumer = self._thread._ensure_consumer()
+        request = {tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()}
+        try:
+            await self._thread.call_thread(consumer.commit, request)
+        except Exception as exc:  # at-least-once still: the new owner reads them again
+            log.warning("commit before handing over %s failed: %r", sorted(offsets), exc)
+        else:
+            self._committed_offset.update(offsets)
+            log.info("committed before handing over: %s", offsets)
+
+    async def _sought_to(self, targets: Mapping[TP, int]) -> None:
+        for tp, offset in targets.items():
+            self._seeks[tp] += 1
+            self._sought[tp] = offset
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        async with self._seeking:
+            await super()._seek(partition, offset)
+            await self._sought_to({partition: offset})
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        async with self._seeking:
+            await super().seek_wait(partitions)
+            await self._sought_to(partitions)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        async with self._seeking:
+            committed = await super().seek_to_committed()
+            # No committed offset: the consumer starts from the beginning
+            # (the app's auto_offset_reset is "earliest").
+            await self._sought_to(
+                {tp: BEGINNING if at is None or at < 0 else at for tp, at in committed.items()}
+            )
+            return committed

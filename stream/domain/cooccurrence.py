@@ -455,12 +455,19 @@ class BasketCount:
 def count_basket(
     count: BasketCount | None, ts: float, offset: int, decay: Decay = NO_DECAY
 ) -> BasketCount:
-    """N_p after one more basket at event time `ts` and source offset `offset`."""
+    """N_p after one more basket at event time `ts` and source offset `offset`.
+
+    A basket at or below the latest offset counted is a redelivery and changes
+    nothing (as in `apply_basket`): N_p is idempotent on its own, whatever
+    another table (the customer's remembered orders) recovered after a crash.
+    """
+    if count is not None and offset <= count.offset:
+        return count
     current = count if count is not None else BasketCount(landmark=decay.landmark(ts))
     landmark = max(current.landmark, decay.landmark(ts))
     value = decay.convert(current.value, current.landmark, landmark)
     return BasketCount(
-        offset=max(offset, current.offset),
+        offset=offset,
         value=value + decay.weight(ts, landmark),
         landmark=landmark,
     )

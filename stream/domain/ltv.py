@@ -10,6 +10,13 @@ as `Decimal`.
 Idempotency: an order id seen before changes nothing (the most recent
 `MAX_REMEMBERED_ORDERS` orders are remembered, which also serves refunds),
 and so does a refund event id seen before.
+
+Bounded: the first purchase day and the `MAX_PURCHASE_DAYS` - 1 latest are
+kept day by day; older repeat days are folded into a count and a sum
+(`folded_days`, `folded_value`), which keeps frequency and monetary_value
+exact for orders in time order. The one approximation: an order that
+arrives late for a day inside the folded span adds its value to the fold
+but no day (whether that day already had a purchase is no longer known).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from stream.domain.clv import LtvParams, Scores, score
 from stream.domain.events import SECONDS_PER_DAY, PurchaseEvent, format_ts
 
 MAX_REMEMBERED_ORDERS: Final = 64
+MAX_PURCHASE_DAYS: Final = 64
 ZERO: Final = Decimal(0)
 
 
@@ -61,6 +69,9 @@ class CustomerState:
     recent_refunds: tuple[str, ...] = ()
     owned: dict[str, float] = field(default_factory=dict)
     partition: int = -1
+    # Repeat purchase days older than those in day_values (see the module doc).
+    folded_days: int = 0
+    folded_value: Decimal = ZERO
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +87,8 @@ class CustomerState:
             "recent_refunds": list(self.recent_refunds),
             "owned": dict(self.owned),
             "partition": self.partition,
+            "folded_days": self.folded_days,
+            "folded_value": str(self.folded_value),
         }
 
     @classmethod
@@ -93,12 +106,14 @@ class CustomerState:
             recent_refunds=tuple(data["recent_refunds"]),
             owned=_owned(data["owned"], data["first_ts"]),
             partition=int(data.get("partition", -1)),
+            folded_days=int(data.get("folded_days", 0)),
+            folded_value=Decimal(data.get("folded_value", "0")),
         )
 
 
 # The packed form a worker holds in memory and writes to the changelog: one
 # flat JSON array without field names (about half the size of `to_json`'s).
-PACKED_VERSION: Final = 2
+PACKED_VERSION: Final = 3  # 2: without the two folded fields (still read)
 
 
 def pack(state: CustomerState) -> bytes:
@@ -129,7 +144,9 @@ def pack(state: CustomerState) -> bytes:
             memos,
             state.recent_refunds,
             owned,
-            state.partition,
+            state.folded_days,
+            str(state.folded_value),
+            state.partition,  # last: see packed_partition
         ]
     )
     # orjson's bytes keep its ~4 KiB write buffer allocated behind them (3.13:
@@ -140,9 +157,14 @@ def pack(state: CustomerState) -> bytes:
 def unpack(data: bytes) -> CustomerState:
     """The state `pack` wrote; also reads the older `["CustomerState", to_json()]` records."""
     fields = orjson.loads(data)
-    if fields[0] != PACKED_VERSION:
+    if fields[0] == 2:
+        fields = [*fields[:-1], 0, "0", fields[-1]]
+    elif fields[0] != PACKED_VERSION:
         return CustomerState.from_json(fields[1])
-    _, orders, revenue, first_ts, last_ts, days, memos, refunds, owned, partition = fields
+    (_, orders, revenue, first_ts, last_ts, days, memos, refunds, owned, folded, folded_value) = (
+        fields[:-1]
+    )
+    partition = fields[-1]
     return CustomerState(
         orders=orders,
         revenue=Decimal(revenue),
@@ -162,12 +184,14 @@ def unpack(data: bytes) -> CustomerState:
         recent_refunds=tuple(refunds),
         owned={owned[i]: float(owned[i + 1]) for i in range(0, len(owned), 2)},
         partition=partition,
+        folded_days=folded,
+        folded_value=Decimal(folded_value),
     )
 
 
 def packed_partition(data: bytes) -> int:
     """The partition of a packed state, read without unpacking it (its last field)."""
-    if data.startswith(b"[%d," % PACKED_VERSION):
+    if data.startswith((b"[%d," % PACKED_VERSION, b"[2,")):
         return int(data[data.rindex(b",") + 1 : -1])
     return unpack(data).partition
 
@@ -208,8 +232,7 @@ def apply_order(
         return current, False
     value = event.total if event.total is not None else ZERO
     day = day_of(event.ts)
-    day_values = dict(current.day_values)
-    day_values[day] = day_values.get(day, ZERO) + value
+    days = _with_day_value(current, day, value)
     recent = dict(current.recent_orders)
     recent[event.order_id] = OrderMemo(day=day, value=value, partition=partition, offset=offset)
     while len(recent) > MAX_REMEMBERED_ORDERS:
@@ -222,7 +245,9 @@ def apply_order(
             revenue=current.revenue + value,
             first_ts=event.ts if current.first_ts is None else min(current.first_ts, event.ts),
             last_ts=event.ts if current.last_ts is None else max(current.last_ts, event.ts),
-            day_values=day_values,
+            day_values=days.day_values,
+            folded_days=days.folded_days,
+            folded_value=days.folded_value,
             recent_orders=recent,
             owned=owned,
             partition=partition if partition >= 0 else current.partition,
@@ -249,19 +274,49 @@ def apply_refund(state: CustomerState | None, event: PurchaseEvent) -> tuple[Cus
         return current, False
     recent = dict(current.recent_orders)
     recent[event.order_id] = replace(memo, refunded=memo.refunded + amount)
-    day_values = dict(current.day_values)
-    day_values[memo.day] = day_values.get(memo.day, ZERO) - amount
+    days = _with_day_value(current, memo.day, -amount)
     refunds = (*current.recent_refunds, event.event_id)[-MAX_REMEMBERED_REFUNDS:]
     return (
         replace(
             current,
             revenue=current.revenue - amount,
-            day_values=day_values,
+            day_values=days.day_values,
+            folded_days=days.folded_days,
+            folded_value=days.folded_value,
             recent_orders=recent,
             recent_refunds=refunds,
         ),
         True,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Days:
+    day_values: dict[int, Decimal]
+    folded_days: int
+    folded_value: Decimal
+
+
+def _with_day_value(state: CustomerState, day: int, value: Decimal) -> _Days:
+    """The purchase days with `value` added to `day`, folded down to MAX_PURCHASE_DAYS.
+
+    A day inside the folded span (after the first day, before the oldest
+    kept repeat day) adds to the fold: refunds of folded orders land there
+    too, and so does a late order (its day is not counted: see the module doc).
+    """
+    day_values = dict(state.day_values)
+    folded, folded_value = state.folded_days, state.folded_value
+    if folded and day not in day_values:
+        kept = sorted(day_values)
+        if kept[0] < day < kept[1]:
+            return _Days(day_values, folded, folded_value + value)
+    day_values[day] = day_values.get(day, ZERO) + value
+    if len(day_values) > MAX_PURCHASE_DAYS:
+        kept = sorted(day_values)
+        for oldest_repeat in kept[1 : len(kept) - MAX_PURCHASE_DAYS + 1]:
+            folded += 1
+            folded_value += day_values.pop(oldest_repeat)
+    return _Days(day_values, folded, folded_value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,11 +336,11 @@ def rfm(state: CustomerState, as_of: float) -> Rfm:
     days = sorted(state.day_values)
     first, last = days[0], days[-1]
     repeat = days[1:]
-    monetary = (
-        float(sum((state.day_values[d] for d in repeat), ZERO) / len(repeat)) if repeat else 0.0
-    )
+    frequency = len(repeat) + state.folded_days
+    repeat_value = sum((state.day_values[d] for d in repeat), state.folded_value)
+    monetary = float(repeat_value / frequency) if frequency else 0.0
     return Rfm(
-        frequency=len(repeat),
+        frequency=frequency,
         recency=float(last - first),
         T=float(max(day_of(as_of), last) - first),
         monetary_value=monetary,

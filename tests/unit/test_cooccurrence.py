@@ -953,10 +953,20 @@ def test_count_basket_without_decay() -> None:
     assert count == BasketCount(offset=5, value=1, landmark=0.0)
     count = count_basket(count, T0 + DAY, 9)
     assert count == BasketCount(offset=9, value=2, landmark=0.0)
-    # An older offset still counts (redelivery is told apart by the caller); offset stays 9.
-    count = count_basket(count, T0 - DAY, 3)
-    assert count == BasketCount(offset=9, value=3, landmark=0.0)
     assert type(count.value) is int
+
+
+@pytest.mark.parametrize("offset", [9, 3, 0])
+def test_count_basket_ignores_a_redelivered_basket(offset: int) -> None:
+    """A basket at or below the latest counted offset is a redelivery: N_p stays as it is.
+
+    After a crash the customers table may remember an order whose count in N_p
+    was lost, or the other way round; N_p must not rely on it to dedupe.
+    """
+    count = BasketCount(offset=9, value=2, landmark=0.0)
+    assert count_basket(count, T0 + DAY, offset) is count
+    assert count_basket(count, T0 + DAY, offset, H1) is count
+    assert count_basket(count, T0 + DAY, 10) == BasketCount(offset=10, value=3, landmark=0.0)
 
 
 def test_count_basket_with_decay() -> None:

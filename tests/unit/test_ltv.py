@@ -6,6 +6,7 @@ from dataclasses import replace
 from decimal import Decimal
 from itertools import permutations
 
+import orjson
 import pytest
 
 from stream.config import load_ltv_params
@@ -13,6 +14,7 @@ from stream.domain.clv import Scores, score
 from stream.domain.events import OrderLine, PurchaseEvent
 from stream.domain.ltv import (
     MAX_OWNED_ITEMS,
+    MAX_PURCHASE_DAYS,
     MAX_REMEMBERED_ORDERS,
     MAX_REMEMBERED_REFUNDS,
     CustomerState,
@@ -492,6 +494,82 @@ def test_unpack_reads_records_written_before_packing() -> None:
     older = StateCodec().dumps(replace(state, partition=2))
     assert unpack(older) == replace(state, partition=2)
     assert packed_partition(older) == 2
+
+
+def test_unpack_reads_version_2_records() -> None:
+    """A packed record from before the folded purchase days (version 2) reads back."""
+    state = fold(*HISTORY, refund("r1", "c", "5.00"))
+    fields = orjson.loads(pack(replace(state, partition=4)))
+    version_2 = orjson.dumps([2, *fields[1:-3], fields[-1]])
+    assert unpack(version_2) == replace(state, partition=4)
+    assert packed_partition(version_2) == 4
+
+
+def many_days(count: int) -> list[PurchaseEvent]:
+    """One order a day on `count` days, every other day, worth 1.25, 2.50, 3.75, ..."""
+    return [order(f"d{n}", T0 + 2 * n * DAY, str(Decimal("1.25") * (n + 1))) for n in range(count)]
+
+
+def exact_rfm(orders: list[PurchaseEvent], as_of: float) -> Rfm:
+    """lifetimes' summary of one order a day, computed here without any bound."""
+    days = sorted((day_of(o.ts), o.total) for o in orders)
+    repeat = [value for _, value in days[1:] if value is not None]
+    return Rfm(
+        frequency=len(repeat),
+        recency=float(days[-1][0] - days[0][0]),
+        T=float(day_of(as_of) - days[0][0]),
+        monetary_value=float(sum(repeat, Decimal(0)) / len(repeat)),
+    )
+
+
+def test_purchase_days_are_bounded_and_rfm_stays_exact_in_time_order() -> None:
+    """150 purchase days: MAX_PURCHASE_DAYS kept (the first among them), the rest folded, exact."""
+    orders = many_days(150)
+    state = fold(*orders)
+    assert len(state.day_values) == MAX_PURCHASE_DAYS
+    assert min(state.day_values) == D0  # the first day is always kept
+    assert state.folded_days == 150 - MAX_PURCHASE_DAYS
+    as_of = T0 + 400 * DAY
+    assert rfm(state, as_of) == exact_rfm(orders, as_of)
+    assert unpack(pack(state)) == state
+    assert CustomerState.from_json(state.to_json()) == state
+
+
+def test_a_refund_of_a_folded_day_comes_off_the_fold() -> None:
+    """A refund of an order whose day was folded lowers monetary_value as without the bound."""
+    orders = many_days(MAX_PURCHASE_DAYS + 10)
+    # 74 days: d1..d10 folded; the last 64 orders (d10..d73) remembered.
+    state, changed = apply_refund(fold(*orders), refund("r", "d10", "2.00"))
+    assert changed
+    assert day_of(orders[10].ts) not in state.day_values  # folded
+    reduced = [*orders[:10], replace(orders[10], total=Decimal("11.75")), *orders[11:]]
+    assert rfm(state, T0 + 400 * DAY) == exact_rfm(reduced, T0 + 400 * DAY)
+
+
+def test_a_late_order_in_the_folded_span_adds_value_but_no_day() -> None:
+    """The bound's one approximation: a late order on a day inside the folded span.
+
+    Its value counts; whether its day already had a purchase is not known,
+    so it counts no new day (without the bound frequency would be one more).
+    """
+    orders = many_days(MAX_PURCHASE_DAYS + 10)
+    state = fold(*orders)
+    late, changed = apply_order(state, order("late", T0 + 3 * DAY, "10.00"))  # an odd day: new
+    assert changed
+    assert late.folded_days == state.folded_days
+    assert late.folded_value == state.folded_value + Decimal("10.00")
+    assert late.orders == state.orders + 1
+    assert rfm(late, T0).frequency == rfm(state, T0).frequency
+
+
+def test_an_order_before_the_first_day_keeps_the_bound() -> None:
+    """A late order before the first day: the new first day is kept, the old one is a repeat."""
+    orders = many_days(MAX_PURCHASE_DAYS + 10)
+    early = order("early", T0 - 5 * DAY, "7.00")
+    state = fold(*orders, early)
+    assert len(state.day_values) == MAX_PURCHASE_DAYS
+    assert min(state.day_values) == D0 - 5
+    assert rfm(state, T0 + 400 * DAY) == exact_rfm([early, *orders], T0 + 400 * DAY)
 
 
 def test_ltv_record_with_scores_adds_predicted_to_realized() -> None:
