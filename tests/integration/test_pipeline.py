@@ -20,6 +20,7 @@ from stream.domain.events import format_ts, parse_ts
 from tests.integration.conftest import Deployment, Worker, values
 from tests.integration.expectations import (
     brute_force,
+    co_purchases,
     exact_neighbors,
     expected_ranking,
     latest_by_key,
@@ -187,11 +188,22 @@ async def test_each_cart_add_gets_exactly_one_suggestion(carted: list[dict[str, 
     # The second add of "newbie" (never bought anything): the cart is {cam, sd}.
     second = next(s for s in carted if s["source_event_id"] == "e-add-1")
     expected = expected_ranking(ORDERS, ["cam", "sd"])
-    assert expected, "the fixture's orders should give the cart some qualifying pairs"
+    related = co_purchases(ORDERS, ["cam", "sd"])
+    assert related, "the fixture's orders should give the cart some qualifying pairs"
     assert [item["sku"] for item in second["items"]] == list(expected)
     for item in second["items"]:
         j, best = item["sku"], item["because"]
         assert item["score"] == pytest.approx(expected[j], abs=1e-6)  # rounded to 6 places
+        assert item["source"] == ("co_purchase" if j in related else "popular")
+        if item["source"] == "popular":  # the item's own figures, no antecedent
+            assert (item["count"], item["because"], item["confidence"], item["lift"]) == (
+                n_i[j],
+                None,
+                0.0,
+                0.0,
+            )
+            assert item["support"] == pytest.approx(n_i[j] / total, rel=1e-12)
+            continue
         assert item["count"] == n_ij[(best, j)]
         assert item["confidence"] == pytest.approx(n_ij[(best, j)] / n_i[best], rel=1e-12)
         assert item["support"] == pytest.approx(n_ij[(best, j)] / total, rel=1e-12)
@@ -271,7 +283,14 @@ async def test_counters_match_what_happened(
         == 1
     )
     assert samples[("stream_suggestions_emitted_total", ())] == len(ADDS)
-    cart_add_triggers = sum(1 for s in carted if s["items"])
+    # A trigger carries co-purchases only; popular items only for a customer with no orders.
+    buyers = {o["customer_id"] for o in ORDERS}
+    cart_add_triggers = sum(
+        1
+        for s in carted
+        if any(i["source"] == "co_purchase" for i in s["items"])
+        or (s["items"] and s["customer_id"] not in buyers)
+    )
     assert samples[("stream_triggers_emitted_total", (("kind", "cart_add"),))] == cart_add_triggers
     assert samples[("stream_event_to_emit_seconds_count", ())] > 0
     assert worker.process.poll() is None

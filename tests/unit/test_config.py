@@ -56,6 +56,7 @@ def test_defaults() -> None:
         rebuy_window_days=0.0,
         suggestion_cooldown_hours=24.0,
         max_shows=3,
+        prior_baskets=300.0,
         holdout_share=0.0,
         app_id="cross-sell-stream",
         live_clock=False,
@@ -85,6 +86,7 @@ def test_suggestion_defaults_match_the_rules_defaults() -> None:
         settings.rebuy_window_days,
         settings.suggestion_cooldown_hours,
         settings.max_shows,
+        settings.prior_baskets,
     ) == (
         rules.limit,
         rules.min_count,
@@ -93,6 +95,7 @@ def test_suggestion_defaults_match_the_rules_defaults() -> None:
         rules.rebuy_window_days,
         rules.cooldown_hours,
         rules.max_shows,
+        rules.prior_baskets,
     )
 
 
@@ -159,6 +162,8 @@ PARSED = [
     ("STREAM_SUGGESTION_COOLDOWN_HOURS", "0", "suggestion_cooldown_hours", 0.0),
     ("STREAM_MAX_SHOWS", "5", "max_shows", 5),
     ("STREAM_MAX_SHOWS", "1", "max_shows", 1),
+    ("STREAM_PRIOR_BASKETS", "1000", "prior_baskets", 1000.0),
+    ("STREAM_PRIOR_BASKETS", "0", "prior_baskets", 0.0),  # 0: plain confidence, no prior
     ("STREAM_LTV_RESCORE_DAYS", "1.5", "ltv_rescore_days", 1.5),
     ("STREAM_PLAN_LADDER", "basic, plus,premium", "plan_ladder", ("basic", "plus", "premium")),
     ("STREAM_TRIGGER_DAILY_CAP", "5", "trigger_daily_cap", 5),
@@ -285,6 +290,9 @@ def test_file_variables_are_parsed(var: str, field: str, tmp_path: Path) -> None
         ("STREAM_MAX_SHOWS", "-1"),
         ("STREAM_MAX_SHOWS", "2.5"),
         ("STREAM_MAX_SHOWS", "three"),
+        ("STREAM_PRIOR_BASKETS", "-1"),
+        ("STREAM_PRIOR_BASKETS", "inf"),
+        ("STREAM_PRIOR_BASKETS", "many"),
         ("STREAM_LTV_RESCORE_DAYS", "0"),
         ("STREAM_PLAN_LADDER", "basic,,premium"),
         ("STREAM_PLAN_LADDER", "basic,basic"),

@@ -1,8 +1,9 @@
-"""stream.domain.suggestions: ranking a cart's candidates, the popularity fallback, records."""
+"""stream.domain.suggestions: smoothed ranking, popular fill, exclusions, offers, records."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -13,6 +14,7 @@ from stream.domain.suggestions import (
     SuggestedItem,
     SuggestionRules,
     held_back,
+    marketing_offers,
     output_id,
     recently_bought,
     record_shown,
@@ -25,13 +27,16 @@ DAY = 86_400.0
 HOUR = 3_600.0
 
 
-def open_rules(limit: int = 10) -> SuggestionRules:
-    """Rules with every threshold off: any published pair qualifies."""
-    return SuggestionRules(limit=limit, min_count=0, min_confidence=0.0, min_lift=0.0)
+def open_rules(limit: int = 10, prior_baskets: float = 0.0) -> SuggestionRules:
+    """Rules with every threshold off (any published pair qualifies); no prior by default."""
+    return SuggestionRules(
+        limit=limit, min_count=0, min_confidence=0.0, min_lift=0.0, prior_baskets=prior_baskets
+    )
 
 
 # N = 100 baskets. n_i: a 20, b 10, c 40, d 8, e 5, f 50, g 1; h is only known as a neighbour.
 # Neighbours (n_ij): a -> c 10, d 4, e 2, h 2;  b -> d 5, c 2, a 3;  the others have none.
+# Popularity (p_j = n_j / N): f 0.5, c 0.4, a 0.2, b 0.1, d 0.08, e 0.05, g 0.01.
 N_I = {"a": 20, "b": 10, "c": 40, "d": 8, "e": 5, "f": 50, "g": 1}
 NEIGHBORS = {
     "a": {"c": 10, "d": 4, "e": 2, "h": 2},
@@ -55,119 +60,165 @@ def build_index() -> NeighborIndex:
 
 INDEX = build_index()
 
-# Cart {a, b}:
-#   c: conf(a->c) = 10/20 = 0.5, conf(b->c) = 2/10 = 0.2; score 0.7; strongest a:
-#      support 10/100 = 0.1, lift 10*100/(20*40) = 1.25
-#   d: conf(a->d) = 4/20 = 0.2, conf(b->d) = 5/10 = 0.5; score 0.7; strongest b:
-#      support 5/100 = 0.05, lift 5*100/(10*8) = 6.25
-#   e: conf(a->e) = 2/20 = 0.1; score 0.1; support 0.02, lift 2*100/(20*5) = 2.0
-#   h: conf(a->h) = 2/20 = 0.1; score 0.1; n_h unknown -> floored at n_ah = 2:
-#      support 0.02, lift 2*100/(20*2) = 5.0
-#   a is in the cart: left out although b -> a.
-C = SuggestedItem("c", 0.7, 10, 0.1, 0.5, 1.25, "a", "co_purchase")
-D = SuggestedItem("d", 0.7, 5, 0.05, 0.5, 6.25, "b", "co_purchase")
-E = SuggestedItem("e", 0.1, 2, 0.02, 0.1, 2.0, "a", "co_purchase")
-H = SuggestedItem("h", 0.1, 2, 0.02, 0.1, 5.0, "a", "co_purchase")
+
+def co(
+    sku: str, score: float, count: int, conf: float, lifted: float, because: str
+) -> SuggestedItem:
+    """A co-purchase: support = count / 100."""
+    return SuggestedItem(sku, score, count, count / 100, conf, lifted, because, "co_purchase")
+
+
+def popular(sku: str, score: float) -> SuggestedItem:
+    """A popular item: its own n_j and n_j / 100, no antecedent."""
+    return SuggestedItem(sku, score, N_I[sku], N_I[sku] / 100, 0.0, 0.0, None, "popular")
+
+
+def skus(items: list[SuggestedItem]) -> list[str]:
+    return [item.sku for item in items]
+
+
+# Evidence of each qualifying pair (the strongest antecedent's, exact):
+#   a -> c: count 10, confidence 10/20 = 0.5, lift 10*100/(20*40) = 1.25
+#   a -> d: 4, 0.2, 4*100/(20*8) = 2.5;  b -> d: 5, 0.5, 5*100/(10*8) = 6.25
+#   a -> e: 2, 0.1, 2*100/(20*5) = 2.0;  a -> h: 2, 0.1, n_h floored at 2: 2*100/(20*2) = 5.0
+#   b -> a: 3, 0.3, 3*100/(10*20) = 1.5; b -> c: 2, 0.2, 2*100/(10*40) = 0.5
+
+
+def test_without_a_prior_the_score_is_the_mean_confidence_over_the_cart() -> None:
+    """prior_baskets 0: score = mean over cart items of confidence; popular items score 0."""
+    # Cart {a, b}: c (0.5 + 0.2) / 2 = 0.35, d (0.2 + 0.5) / 2 = 0.35 (tie: c is more
+    # popular), e 0.1 / 2 = 0.05, h 0.05 (tie: e is more popular); then f, g at 0.
+    got = suggest_for_cart(["a", "b"], set(), INDEX, open_rules())
+    assert skus(got) == ["c", "d", "e", "h", "f", "g"]
+    assert [item.score for item in got] == pytest.approx([0.35, 0.35, 0.05, 0.05, 0.0, 0.0])
+    assert got[:4] == [
+        co("c", got[0].score, 10, 0.5, 1.25, "a"),  # the strongest antecedent's evidence
+        co("d", got[1].score, 5, 0.5, 6.25, "b"),
+        co("e", got[2].score, 2, 0.1, 2.0, "a"),
+        co("h", got[3].score, 2, 0.1, 5.0, "a"),
+    ]
+    assert got[4:] == [popular("f", 0.0), popular("g", 0.0)]
+
+
+def test_the_prior_shrinks_confidence_towards_popularity() -> None:
+    """score(j) = mean over a of (n_aj + beta p_j) / (n_a + beta); here beta = 20, cart [a]."""
+    # (n_aj + 20 p_j) / 40: c (10 + 8) / 40 = 0.45, f (0 + 10) / 40 = 0.25,
+    # d (4 + 1.6) / 40 = 0.14, e (2 + 1) / 40 = 0.075, b (0 + 2) / 40 = 0.05,
+    # h (2 + 0) / 40 = 0.05 (tie: b is more popular), g (0 + 0.2) / 40 = 0.005.
+    got = suggest_for_cart(["a"], set(), INDEX, open_rules(prior_baskets=20))
+    assert skus(got) == ["c", "f", "d", "e", "b", "h", "g"]
+    assert [item.score for item in got] == pytest.approx(
+        [0.45, 0.25, 0.14, 0.075, 0.05, 0.05, 0.005]
+    )
+    sources = ["co_purchase", "popular", "co_purchase", "co_purchase", "popular", "co_purchase"]
+    assert [item.source for item in got] == [*sources, "popular"]
+    # The evidence fields stay the exact figures; only score and order come from the prior.
+    assert got[0] == co("c", got[0].score, 10, 0.5, 1.25, "a")
+    assert got[1] == popular("f", got[1].score)
 
 
 @pytest.mark.parametrize(
-    ("cart", "owned", "limit", "expected"),
+    ("prior_baskets", "expected"),
     [
-        # Ties on score go by SKU: c before d, e before h.
-        (["a", "b"], set(), 10, [C, D, E, H]),
-        (["a", "b"], set(), 3, [C, D, E]),
-        (["a", "b"], set(), 1, [C]),
-        # Cart order and repeats change nothing.
-        (["b", "a"], set(), 10, [C, D, E, H]),
-        (["a", "b", "a", "b"], set(), 10, [C, D, E, H]),
-        # Owned items are left out.
-        (["a", "b"], {"c", "e"}, 10, [D, H]),
-        # Only a in the cart: scores are a's confidences alone, d's evidence from a:
-        #   d: 4/20 = 0.2, support 0.04, lift 4*100/(20*8) = 2.5.
-        (
-            ["a"],
-            set(),
-            10,
-            [
-                SuggestedItem("c", 0.5, 10, 0.1, 0.5, 1.25, "a", "co_purchase"),
-                SuggestedItem("d", 0.2, 4, 0.04, 0.2, 2.5, "a", "co_purchase"),
-                E,
-                H,
-            ],
-        ),
-        # Only b in the cart: d 5/10 = 0.5, a 3/10 = 0.3 (support 0.03,
-        # lift 3*100/(10*20) = 1.5), c 2/10 = 0.2 (support 0.02, lift 2*100/(10*40) = 0.5).
-        (
-            ["b"],
-            set(),
-            10,
-            [
-                SuggestedItem("d", 0.5, 5, 0.05, 0.5, 6.25, "b", "co_purchase"),
-                SuggestedItem("a", 0.3, 3, 0.03, 0.3, 1.5, "b", "co_purchase"),
-                SuggestedItem("c", 0.2, 2, 0.02, 0.2, 0.5, "b", "co_purchase"),
-            ],
-        ),
-        # A cold item next to a known one adds nothing.
-        (["g", "a", "b"], set(), 2, [C, D]),
+        # Almost no prior: the co-purchases by confidence, then popular items by popularity.
+        (1e-9, ["c", "d", "e", "h", "f", "b", "g"]),
+        # An overwhelming prior: popularity order (h, with no row, last).
+        (1e9, ["f", "c", "b", "d", "e", "g", "h"]),
     ],
 )
-def test_suggest_for_cart_ranks_by_summed_confidence(
-    cart: list[str], owned: set[str], limit: int, expected: list[SuggestedItem]
+def test_prior_strength_moves_from_confidence_to_popularity(
+    prior_baskets: float, expected: list[str]
 ) -> None:
-    """Score = sum of confidence(c -> j) over cart items; evidence from the strongest one."""
-    assert suggest_for_cart(cart, owned, INDEX, open_rules(limit)) == expected
+    """The prior's weight in baskets slides the ranking from confidence to popularity."""
+    got = suggest_for_cart(["a"], set(), INDEX, open_rules(prior_baskets=prior_baskets))
+    assert skus(got) == expected
 
 
-def test_suggest_never_offers_cart_or_owned_items() -> None:
-    """No suggestion is in the cart or already owned, whatever the limit."""
-    for cart in (["a"], ["b"], ["a", "b"], ["b", "d"]):
-        for owned in (set(), {"c"}, {"d", "h"}):
-            got = {item.sku for item in suggest_for_cart(cart, owned, INDEX, open_rules(50))}
-            assert got.isdisjoint(set(cart) | owned), (cart, owned)
+def test_an_antecedent_with_more_baskets_pulls_harder() -> None:
+    """With a prior, a cart item with many baskets weighs more than one with few."""
+    # beta = 10, cart {a, b}, each half: a: (n_aj + 10 p_j) / 30, b: (n_bj + 10 p_j) / 20.
+    # d: (4 + 0.8) / 60 + (5 + 0.8) / 40 = 0.08 + 0.145 = 0.225
+    # c: (10 + 4) / 60 + (2 + 4) / 40 = 0.2333... + 0.15 = 0.38333...
+    # f: 5 / 60 + 5 / 40 = 0.208333...
+    got = suggest_for_cart(["a", "b"], set(), INDEX, open_rules(3, prior_baskets=10))
+    assert skus(got) == ["c", "d", "f"]
+    assert [item.score for item in got] == pytest.approx([0.38333333, 0.225, 0.20833333])
 
 
-def test_co_purchases_are_not_padded_with_popular_items() -> None:
-    """With at least one co-purchase candidate, popular items never fill up the list."""
-    got = suggest_for_cart(["a"], {"c", "d", "e"}, INDEX, open_rules())
-    assert got == [H]
+@pytest.mark.parametrize("cart", [["a", "b"], ["b", "a"], ["a", "b", "a", "b"]])
+def test_cart_order_and_repeats_change_nothing(cart: list[str]) -> None:
+    """Each distinct cart item weighs the same, whatever the order or repeats."""
+    rules = SuggestionRules()
+    assert suggest_for_cart(cart, set(), INDEX, rules) == suggest_for_cart(
+        ["a", "b"], set(), INDEX, rules
+    )
 
 
-# Popularity: f 50, c 40, a 20, b 10, d 8, e 5, g 1 (h has no row); score = n_j / 100.
-def popular(sku: str, n: int) -> SuggestedItem:
-    return SuggestedItem(sku, n / 100, n, n / 100, 0.0, 0.0, None, "popular")
+@pytest.mark.parametrize("limit", [1, 3, 10])
+def test_limit_cuts_the_ranked_list(limit: int) -> None:
+    """The first `limit` items of the full ranking, never more."""
+    full = suggest_for_cart(["a", "b"], set(), INDEX, SuggestionRules(limit=50))
+    assert suggest_for_cart(["a", "b"], set(), INDEX, SuggestionRules(limit=limit)) == full[:limit]
+
+
+def test_suggest_never_offers_cart_or_excluded_items() -> None:
+    """No suggestion, co-purchase or popular, is in the cart or excluded, whatever the limit."""
+    for cart in (["a"], ["b"], ["a", "b"], ["b", "d"], ["zzz"], []):
+        for excluded in (set(), {"c"}, {"d", "h"}, {"f", "c"}):
+            for rules in (open_rules(50), open_rules(50, 20), SuggestionRules(limit=50)):
+                got = skus(suggest_for_cart(cart, excluded, INDEX, rules))
+                assert set(got).isdisjoint(set(cart) | excluded), (cart, excluded)
+                assert len(got) == len(set(got))
+
+
+def test_popular_items_fill_the_list_after_excluded_co_purchases() -> None:
+    """With most co-purchases owned, popular items fill the list up to the limit."""
+    # Default rules (beta 300), cart [a], c, d, e owned: weights 1/320, prior 300/320.
+    # f 0.9375 * 0.5 = 0.46875, b 0.09375, g 0.009375, h 2/320 = 0.00625.
+    got = suggest_for_cart(["a"], {"c", "d", "e"}, INDEX, SuggestionRules())
+    assert got == [
+        popular("f", pytest.approx(0.46875)),  # type: ignore[arg-type]
+        popular("b", pytest.approx(0.09375)),  # type: ignore[arg-type]
+        popular("g", pytest.approx(0.009375)),  # type: ignore[arg-type]
+        co("h", pytest.approx(0.00625), 2, 0.1, 5.0, "a"),  # type: ignore[arg-type]
+    ]
 
 
 @pytest.mark.parametrize(
-    ("cart", "owned", "limit", "expected"),
+    ("cart", "excluded", "limit", "expected"),
     [
-        # A cold item (no neighbours): the most popular others, f 0.5, c 0.4, a 0.2.
-        (["g"], set(), 3, [popular("f", 50), popular("c", 40), popular("a", 20)]),
-        # An item the index does not know at all.
-        (["zzz"], set(), 2, [popular("f", 50), popular("c", 40)]),
-        # An empty cart.
-        ([], set(), 1, [popular("f", 50)]),
-        # Cart and owned items are skipped: not f, c; then a, b.
-        (["c"], {"f"}, 2, [popular("a", 20), popular("b", 10)]),
-        # Every candidate of a and b excluded (c, d, e, h owned; a, b in the cart):
-        # f, then g (c, a, b, d, e excluded).
-        (["a", "b"], {"c", "d", "e", "h"}, 3, [popular("f", 50), popular("g", 1)]),
-        # More room than items: every non-excluded popular item once.
-        (
-            ["g"],
-            set(),
-            20,
-            [
-                popular(s, n)
-                for s, n in [("f", 50), ("c", 40), ("a", 20), ("b", 10), ("d", 8), ("e", 5)]
-            ],
-        ),
+        # An item with no neighbours, an unknown one, an empty cart: popularity order.
+        (["g"], set(), 3, ["f", "c", "a"]),
+        (["zzz"], set(), 2, ["f", "c"]),
+        ([], set(), 1, ["f"]),
+        (["c"], {"f"}, 2, ["a", "b"]),
+        # More room than items: every popular item not excluded, once.
+        (["g"], set(), 20, ["f", "c", "a", "b", "d", "e"]),
     ],
 )
-def test_popularity_fallback(
-    cart: list[str], owned: set[str], limit: int, expected: list[SuggestedItem]
+def test_without_evidence_popular_items_stand_in(
+    cart: list[str], excluded: set[str], limit: int, expected: list[str]
 ) -> None:
-    """Without any co-purchase candidate, the most-bought items stand in, marked popular."""
-    assert suggest_for_cart(cart, owned, INDEX, open_rules(limit)) == expected
+    """With no co-purchase evidence the ranking is popularity, scored p_j, marked popular."""
+    for rules in (SuggestionRules(limit=limit), open_rules(limit)):
+        got = suggest_for_cart(cart, excluded, INDEX, rules)
+        assert skus(got) == expected
+        assert all(item == popular(item.sku, item.score) for item in got)
+    # The unknown item and the empty cart leave the prior alone: score = p_j exactly.
+    if cart in (["zzz"], []):
+        got = suggest_for_cart(cart, excluded, INDEX, SuggestionRules(limit=limit))
+        assert [item.score for item in got] == [N_I[s] / 100 for s in expected]
+
+
+def test_popular_candidates_are_bounded_by_the_index() -> None:
+    """Popular candidates come from the index's POPULAR_KEPT list, never a scan of all items."""
+    index = NeighborIndex()
+    for n in range(NeighborIndex.POPULAR_KEPT + 50):
+        index.apply(
+            {"sku": f"s{n:03d}", "baskets": 1000 - n, "total_baskets": 5000, "neighbors": []}
+        )
+    got = suggest_for_cart([], set(), index, SuggestionRules(limit=500))
+    assert skus(got) == [f"s{n:03d}" for n in range(NeighborIndex.POPULAR_KEPT)]
 
 
 def test_empty_index_suggests_nothing() -> None:
@@ -177,7 +228,7 @@ def test_empty_index_suggests_nothing() -> None:
 
 
 def test_popular_score_is_zero_without_total() -> None:
-    """With N = 0 the popularity score (n_j / N) is 0."""
+    """With N = 0 the popularity prior (n_j / N) is 0."""
     index = NeighborIndex()
     index.apply({"sku": "a", "baskets": 3, "total_baskets": 0, "neighbors": []})
     assert suggest_for_cart([], set(), index, open_rules(1)) == [
@@ -195,82 +246,62 @@ def test_suggestion_rules_defaults() -> None:
         rebuy_window_days=0.0,
         cooldown_hours=24.0,
         max_shows=3,
+        prior_baskets=300.0,
     )
 
 
-# Cart ["a"]: a -> c count 10, confidence 0.5, lift 1.25; a -> d 4, 0.2, 2.5;
-# a -> e 2, 0.1, 2.0; a -> h 2, 0.1, 5.0 (see above).
-A_D = SuggestedItem("d", 0.2, 4, 0.04, 0.2, 2.5, "a", "co_purchase")
-A_C = SuggestedItem("c", 0.5, 10, 0.1, 0.5, 1.25, "a", "co_purchase")
-
-
 @pytest.mark.parametrize(
-    ("min_count", "min_confidence", "min_lift", "expected"),
+    ("min_count", "min_confidence", "min_lift", "qualifying"),
     [
         # All pass.
-        (0, 0.0, 0.0, [A_C, A_D, E, H]),
-        (2, 0.1, 1.25, [A_C, A_D, E, H]),  # each threshold met exactly still qualifies
+        (0, 0.0, 0.0, ["c", "d", "e", "h"]),
+        (2, 0.1, 1.25, ["c", "d", "e", "h"]),  # each threshold met exactly still qualifies
         # Count below: e and h (2 < 3) are out.
-        (3, 0.0, 0.0, [A_C, A_D]),
-        (4, 0.0, 0.0, [A_C, A_D]),  # 4 is not below 4
-        (5, 0.0, 0.0, [A_C]),  # 4 < 5
+        (3, 0.0, 0.0, ["c", "d"]),
+        (4, 0.0, 0.0, ["c", "d"]),  # 4 is not below 4
+        (5, 0.0, 0.0, ["c"]),  # 4 < 5
         # Confidence below: e and h (0.1 < 0.2) are out; then d (0.2 < 0.21).
-        (0, 0.2, 0.0, [A_C, A_D]),
-        (0, 0.21, 0.0, [A_C]),
+        (0, 0.2, 0.0, ["c", "d"]),
+        (0, 0.21, 0.0, ["c"]),
         # Lift below: c (1.25 < 2) is out; then e (2.0 < 2.5); then d (2.5 < 2.6).
-        (0, 0.0, 2.0, [A_D, E, H]),
-        (0, 0.0, 2.5, [A_D, H]),
-        (0, 0.0, 2.6, [H]),
+        (0, 0.0, 2.0, ["d", "e", "h"]),
+        (0, 0.0, 2.5, ["d", "h"]),
+        (0, 0.0, 2.6, ["h"]),
         # The defaults (2, 0.02, 1.0) let all four through.
-        (2, 0.02, 1.0, [A_C, A_D, E, H]),
+        (2, 0.02, 1.0, ["c", "d", "e", "h"]),
     ],
 )
-def test_thresholds_each_exclude_a_pair(
-    min_count: float, min_confidence: float, min_lift: float, expected: list[SuggestedItem]
+def test_thresholds_decide_what_is_a_co_purchase(
+    min_count: float, min_confidence: float, min_lift: float, qualifying: list[str]
 ) -> None:
-    """A pair qualifies only with count, confidence and lift each at least its threshold."""
-    rules = SuggestionRules(min_count=min_count, min_confidence=min_confidence, min_lift=min_lift)
-    assert suggest_for_cart(["a"], set(), INDEX, rules) == expected
+    """A pair is a co-purchase only with count, confidence and lift each at least its threshold.
+
+    A neighbour that fails stays out unless it is popular, then marked popular with its own
+    figures (h, with no row, is not popular: it is gone).
+    """
+    rules = SuggestionRules(
+        min_count=min_count, min_confidence=min_confidence, min_lift=min_lift, prior_baskets=20
+    )
+    got = suggest_for_cart(["a"], set(), INDEX, rules)
+    assert sorted(i.sku for i in got if i.source == "co_purchase") == qualifying
+    assert sorted(skus(got)) == sorted({"b", "c", "d", "e", "f", "g"} | set(qualifying))
+    for item in got:
+        if item.source == "popular":
+            assert item == popular(item.sku, item.score)
 
 
-def test_default_lift_threshold_drops_a_pair_bought_together_less_than_chance() -> None:
-    """With the default rules b -> c (lift 2*100/(10*40) = 0.5 < 1) is left out."""
-    assert suggest_for_cart(["b"], set(), INDEX, SuggestionRules()) == [
-        SuggestedItem("d", 0.5, 5, 0.05, 0.5, 6.25, "b", "co_purchase"),
-        SuggestedItem("a", 0.3, 3, 0.03, 0.3, 1.5, "b", "co_purchase"),
+def test_a_pair_below_the_thresholds_still_counts_as_evidence() -> None:
+    """The score uses every published count; thresholds only decide the co_purchase mark."""
+    # Default rules (beta 300), cart [b] (n_b 10): b -> c has lift 0.5 < 1, so c is popular,
+    # not a co-purchase, but its count still adds: c (2 + 300 * 0.4) / 310 = 122 / 310.
+    # f (0 + 150) / 310, a (3 + 60) / 310, d (5 + 24) / 310.
+    got = suggest_for_cart(["b"], set(), INDEX, SuggestionRules(limit=4))
+    assert got == [
+        popular("f", pytest.approx(150 / 310)),  # type: ignore[arg-type]
+        popular("c", pytest.approx(122 / 310)),  # type: ignore[arg-type]
+        co("a", pytest.approx(63 / 310), 3, 0.3, 1.5, "b"),  # type: ignore[arg-type]
+        co("d", pytest.approx(29 / 310), 5, 0.5, 6.25, "b"),  # type: ignore[arg-type]
     ]
-
-
-def test_only_qualifying_antecedents_add_to_the_score() -> None:
-    """A candidate's score sums confidence over the cart items it qualifies for."""
-    # Cart {a, b}, min_lift 1: b -> c (lift 0.5) no longer adds 0.2, so c scores 0.5 alone;
-    # d keeps 0.2 + 0.5 = 0.7 (lifts 2.5 and 6.25).
-    got = suggest_for_cart(["a", "b"], set(), INDEX, SuggestionRules(min_count=0, min_lift=1.0))
-    assert got == [D, A_C, E, H]
-
-
-def test_nothing_qualifies_falls_back_to_popular() -> None:
-    """When thresholds leave no pair, popular items stand in (not the cart's own)."""
-    got = suggest_for_cart(["b"], set(), INDEX, SuggestionRules(limit=3, min_lift=10.0))
-    # f 50, c 40, a 20 (b is in the cart).
-    assert got == [popular("f", 50), popular("c", 40), popular("a", 20)]
-
-
-@pytest.mark.parametrize(
-    ("excluded", "expected"),
-    [
-        # Held back or recently bought: f and a skipped; c, d, e (b in the cart).
-        ({"f", "a"}, [popular("c", 40), popular("d", 8), popular("e", 5)]),
-        ({"c", "d", "e", "f", "a", "g"}, []),
-        (set(), [popular("f", 50), popular("c", 40), popular("a", 20)]),
-    ],
-)
-def test_popularity_fallback_respects_exclusions(
-    excluded: set[str], expected: list[SuggestedItem]
-) -> None:
-    """The popularity fallback never offers an excluded item or one in the cart."""
-    rules = SuggestionRules(limit=3, min_lift=10.0)  # nothing qualifies for b
-    assert suggest_for_cart(["b"], excluded, INDEX, rules) == expected
 
 
 def test_suggest_at_a_time_reads_decayed_counts() -> None:
@@ -292,16 +323,47 @@ def test_suggest_at_a_time_reads_decayed_counts() -> None:
     # At T0 + 1 day: n_a 10, n_ac 5, N 50 (T0's is the latest), n_c 40 / 4 = 10:
     # confidence 5/10 = 0.5, support 5/50 = 0.1, lift 5*50/(10*10) = 2.5.
     at = T0 + DAY
-    rules = SuggestionRules(min_count=5)
+    rules = SuggestionRules(min_count=5, prior_baskets=0)
     assert suggest_for_cart(["a"], set(), index, rules, at) == [
         SuggestedItem("c", 0.5, 5.0, 0.1, 0.5, 2.5, "a", "co_purchase")
     ]
-    # 5 < 6: nothing qualifies; c stands in as popular, n_c / N = 10 / 50 = 0.2.
-    assert suggest_for_cart(["a"], set(), index, SuggestionRules(min_count=6), at) == [
-        SuggestedItem("c", 0.2, 10.0, 0.2, 0.0, 0.0, None, "popular")
+    # 5 < 6: not a co-purchase; c is popular (n_c / N = 10 / 50), scored by the same evidence.
+    assert suggest_for_cart(["a"], set(), index, replace(rules, min_count=6), at) == [
+        SuggestedItem("c", 0.5, 10.0, 0.2, 0.0, 0.0, None, "popular")
     ]
+    # With a prior of 10 decayed baskets: (5 + 10 * 0.2) / (10 + 10) = 0.35.
+    got = suggest_for_cart(["a"], set(), index, replace(rules, prior_baskets=10), at)
+    assert [i.score for i in got] == pytest.approx([0.35])
     # Read at T0 the same pair counts 10 and qualifies at min_count 6.
     assert [i.count for i in suggest_for_cart(["a"], set(), index, rules, T0)] == [10.0]
+
+
+# --- marketing_offers ----------------------------------------------------------------------------
+
+CO_C = co("c", 0.45, 10, 0.5, 1.25, "a")
+POP_F = popular("f", 0.25)
+POP_B = popular("b", 0.05)
+
+
+@pytest.mark.parametrize(
+    ("items", "new_customer", "expected"),
+    [
+        # Co-purchases only, in order, for anyone.
+        ([POP_F, CO_C, POP_B], False, [CO_C]),
+        ([POP_F, CO_C, POP_B], True, [CO_C]),
+        # No co-purchase: a known customer is pushed nothing ...
+        ([POP_F, POP_B], False, []),
+        # ... a new customer gets the popular items, as ranked.
+        ([POP_F, POP_B], True, [POP_F, POP_B]),
+        ([], True, []),
+        ([], False, []),
+    ],
+)
+def test_marketing_offers(
+    items: list[SuggestedItem], new_customer: bool, expected: list[SuggestedItem]
+) -> None:
+    """Triggers carry co-purchases; best-sellers only for a new customer with none."""
+    assert marketing_offers(items, new_customer) == expected
 
 
 # --- recently_bought, held_back, record_shown ---------------------------------------------------
@@ -403,7 +465,8 @@ def test_held_back_items_are_not_suggested() -> None:
     shown = {"c": (3, T0), "e": (3, T0)}
     excluded = held_back(shown, T0 + HOUR, RULES)
     assert excluded == {"c", "e"}
-    assert suggest_for_cart(["a", "b"], excluded, INDEX, open_rules(), T0 + HOUR) == [D, H]
+    got = suggest_for_cart(["a", "b"], excluded, INDEX, open_rules(), T0 + HOUR)
+    assert skus(got) == ["d", "h", "f", "g"]
 
 
 def test_record_shown_keeps_the_most_recently_shown() -> None:
@@ -461,6 +524,10 @@ def test_output_id_is_pinned(kind: str, expected: str) -> None:
     assert output_id(kind, "e1") == expected
 
 
+C = co("c", 0.7, 10, 0.5, 1.25, "a")
+E = co("e", 0.1, 2, 0.1, 2.0, "a")
+
+
 def test_suggestion_record() -> None:
     """The cross-sell-suggestions record answering an item_added event."""
     event = CartEvent("e1", "item_added", "c1", T0 + 0.5, "a", 1, "k1")
@@ -485,23 +552,3 @@ def test_suggestion_record_may_be_empty() -> None:
     rec = suggestion_record(event, None, [], "control", "2026-11-23T09:15:00Z")
     assert (rec["items"], rec["cart_id"], rec["variant"]) == ([], None, "control")
     assert rec["suggestion_id"] == output_id("suggestion", "e2")
-
-
-@pytest.mark.parametrize(
-    ("cart", "excluded", "new_customer", "expected"),
-    [
-        # a has neighbours c, d, e, h; all excluded: a known customer gets nothing ...
-        (["a"], {"c", "d", "e", "h"}, False, []),
-        # ... a new customer gets the best-sellers not excluded (f 50, b 10, g 1; c/d/e out)
-        (["a"], {"c", "d", "e", "h"}, True, ["f", "b", "g"]),
-        # a cold cart (g has no neighbours) gets the best-sellers, known customer or not
-        (["g"], set(), False, ["f", "c", "a", "b", "d", "e"]),
-    ],
-)
-def test_popular_items_stand_in_only_for_cold_carts_or_new_customers(
-    cart: list[str], excluded: set[str], new_customer: bool, expected: list[str]
-) -> None:
-    """A known customer whose qualifying items are all excluded gets nothing, not best-sellers."""
-    got = suggest_for_cart(cart, excluded, INDEX, open_rules(10), new_customer=new_customer)
-    assert [item.sku for item in got] == expected
-    assert all(item.source == "popular" for item in got)
