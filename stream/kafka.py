@@ -140,13 +140,9 @@ class SeekSafeConsumer(faust_aiokafka.Consumer):
                     message.offset,
                     "the beginning" if target == BEGINNING else target,
                 )
+                await self.seek(tp, target)
                 if target == BEGINNING:
-                    async with self._seeking:
-                        await self._thread.seek_to_beginning(tp)
-                        await self._sought_to({tp: BEGINNING})
-                    self._read_offset[tp] = None
-                else:
-                    await self.seek(tp, target)
+                    self._read_offset[tp] = None  # as before any record was read
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Finish and commit what was read of the revoked partitions, then hand them over.
@@ -168,11 +164,8 @@ class SeekSafeConsumer(faust_aiokafka.Consumer):
         await super().on_partitions_revoked(revoked)
 
     async def _commit_now(self, tps: set[TP]) -> None:
-        offsets = {}
-        for tp in tps:
-            offset = self._new_offset(tp)
-            if offset is not None and self._should_commit(tp, offset):
-                offsets[tp] = offset
+        """Commit the acked offsets of `tps` through aiokafka, past Faust's assignment check."""
+        offsets = self._filter_committable_offsets(tps)
         if not offsets:
             return
         consumer = self._thread._ensure_consumer()
@@ -185,27 +178,31 @@ class SeekSafeConsumer(faust_aiokafka.Consumer):
             self._committed_offset.update(offsets)
             log.info("committed before handing over: %s", offsets)
 
-    async def _sought_to(self, targets: Mapping[TP, int]) -> None:
+    def _sought_to(self, targets: Mapping[TP, int]) -> None:
         for tp, offset in targets.items():
             self._seeks[tp] += 1
             self._sought[tp] = offset
 
     async def _seek(self, partition: TP, offset: int) -> None:
+        """Seek `partition` to `offset` (BEGINNING: its earliest); Faust's `seek` calls this."""
         async with self._seeking:
-            await super()._seek(partition, offset)
-            await self._sought_to({partition: offset})
+            if offset == BEGINNING:
+                await self._thread.seek_to_beginning(partition)
+            else:
+                await super()._seek(partition, offset)
+            self._sought_to({partition: offset})
 
     async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
         async with self._seeking:
             await super().seek_wait(partitions)
-            await self._sought_to(partitions)
+            self._sought_to(partitions)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         async with self._seeking:
             committed = await super().seek_to_committed()
             # No committed offset: the consumer starts from the beginning
             # (the app's auto_offset_reset is "earliest").
-            await self._sought_to(
+            self._sought_to(
                 {tp: BEGINNING if at is None or at < 0 else at for tp, at in committed.items()}
             )
             return committed

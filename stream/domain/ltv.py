@@ -21,6 +21,7 @@ but no day (whether that day already had a purchase is no longer known).
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -157,14 +158,12 @@ def pack(state: CustomerState) -> bytes:
 def unpack(data: bytes) -> CustomerState:
     """The state `pack` wrote; also reads the older `["CustomerState", to_json()]` records."""
     fields = orjson.loads(data)
-    if fields[0] == 2:
-        fields = [*fields[:-1], 0, "0", fields[-1]]
+    if fields[0] == 2:  # before the folded purchase days
+        fields[-1:-1] = [0, "0"]
     elif fields[0] != PACKED_VERSION:
         return CustomerState.from_json(fields[1])
-    (_, orders, revenue, first_ts, last_ts, days, memos, refunds, owned, folded, folded_value) = (
-        fields[:-1]
-    )
-    partition = fields[-1]
+    _, orders, revenue, first_ts, last_ts, days, memos, refunds, owned, *rest = fields
+    folded, folded_value, partition = rest
     return CustomerState(
         orders=orders,
         revenue=Decimal(revenue),
@@ -307,15 +306,14 @@ def _with_day_value(state: CustomerState, day: int, value: Decimal) -> _Days:
     day_values = dict(state.day_values)
     folded, folded_value = state.folded_days, state.folded_value
     if folded and day not in day_values:
-        kept = sorted(day_values)
-        if kept[0] < day < kept[1]:
+        first, oldest_kept_repeat = heapq.nsmallest(2, day_values)
+        if first < day < oldest_kept_repeat:
             return _Days(day_values, folded, folded_value + value)
     day_values[day] = day_values.get(day, ZERO) + value
-    if len(day_values) > MAX_PURCHASE_DAYS:
-        kept = sorted(day_values)
-        for oldest_repeat in kept[1 : len(kept) - MAX_PURCHASE_DAYS + 1]:
-            folded += 1
-            folded_value += day_values.pop(oldest_repeat)
+    while len(day_values) > MAX_PURCHASE_DAYS:  # one day over, or more if stored unbounded
+        _first, oldest_repeat = heapq.nsmallest(2, day_values)
+        folded += 1
+        folded_value += day_values.pop(oldest_repeat)
     return _Days(day_values, folded, folded_value)
 
 

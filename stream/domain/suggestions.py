@@ -174,17 +174,14 @@ def suggest_for_cart(
                     because=antecedent,
                     source="co_purchase",
                 )
-    popular = {
-        sku: n_j
-        for sku, n_j in index.popular(index.POPULAR_KEPT, at)
-        if sku not in left_out and sku not in qualified
-    }
-    ranked: list[tuple[float, float, str]] = []
-    for sku in qualified:
-        n_j = index.baskets(sku, at)
-        ranked.append((-(prior_weight * support(n_j, total) + evidence[sku]), -n_j, sku))
-    for sku, n_j in popular.items():
-        ranked.append((-(prior_weight * support(n_j, total) + evidence.get(sku, 0.0)), -n_j, sku))
+    candidates = {sku: index.baskets(sku, at) for sku in qualified}
+    for sku, n_j in index.popular(index.POPULAR_KEPT, at):
+        if sku not in left_out:
+            candidates.setdefault(sku, n_j)
+    ranked = [
+        (-(prior_weight * support(n_j, total) + evidence.get(sku, 0.0)), -n_j, sku)
+        for sku, n_j in candidates.items()
+    ]
     chosen: list[SuggestedItem] = []
     for negative_score, negative_n, sku in heapq.nsmallest(rules.limit, ranked):
         found = qualified.get(sku)

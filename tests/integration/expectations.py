@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from stream.domain.cooccurrence import NeighborIndex
 from stream.domain.suggestions import SuggestionRules
 
 
@@ -120,7 +121,7 @@ def expected_ranking(
     cart: list[str],
     owned: Collection[str] = (),
     rules: SuggestionRules | None = None,
-    popular_kept: int = 100,
+    popular_kept: int = NeighborIndex.POPULAR_KEPT,
 ) -> dict[str, float]:
     """SKU -> score for a cart, by the documented rules, from brute-force counts (best first).
 
@@ -145,12 +146,7 @@ def expected_ranking(
 
     def qualifies(a: str, j: str) -> bool:
         count = published.get(a, {}).get(j, 0)
-        return (
-            count > 0
-            and count >= rules.min_count
-            and count / n_i[a] >= rules.min_confidence
-            and count * total / (n_i[a] * n_i[j]) >= rules.min_lift
-        )
+        return count > 0 and meets_thresholds(count, n_i[a], n_i[j], total, rules)
 
     def score(j: str) -> float:
         p_j = n_i[j] / total
@@ -186,8 +182,14 @@ def co_purchases(
     return {
         j
         for (a, j), count in n_ij.items()
-        if a in cart
-        and count >= rules.min_count
-        and count / n_i[a] >= rules.min_confidence
-        and count * total / (n_i[a] * n_i[j]) >= rules.min_lift
+        if a in cart and meets_thresholds(count, n_i[a], n_i[j], total, rules)
     }
+
+
+def meets_thresholds(n_aj: int, n_a: int, n_j: int, total: int, rules: SuggestionRules) -> bool:
+    """Whether the pair a -> j has the rules' minimum count, confidence and lift."""
+    return (
+        n_aj >= rules.min_count
+        and n_aj / n_a >= rules.min_confidence
+        and n_aj * total / (n_a * n_j) >= rules.min_lift
+    )
