@@ -346,13 +346,19 @@ def load_customer(cid: str) -> CustomerState | None:
     return unpack(packed) if packed is not None else None
 
 
-def customer_record(cid: str, state: CustomerState, as_of: float, variant: str) -> dict[str, Any]:
-    """Score the customer at `as_of`, move them in the rank tracker, schedule the next score."""
+def customer_record(
+    cid: str, state: CustomerState, as_of: float, variant: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Score the customer at `as_of`, move them in the rank tracker, schedule the next score.
+
+    Returns the `customer-ltv` record and, from the same scores, a trigger's
+    `customer` block (scoring is the costly part of an order: done once).
+    """
     scores = customer_scores(state, as_of, ltv_params)
     rank = population.scored(cid, float(state.revenue), scores.predicted_clv, as_of)
     record = ltv_record(cid, state, as_of, variant, scores, rank)
     metrics.customer_ltv.observe(record["ltv"])
-    return record
+    return record, customer_summary(state, scores, rank)
 
 
 def value_summary(cid: str, state: CustomerState | None, at: float) -> dict[str, Any]:
@@ -394,7 +400,7 @@ async def rescore_customers() -> None:
             population.forget(cid)
             continue
         as_of = max(now, state.last_ts or now)
-        record = customer_record(cid, state, as_of, assign_variant(cid, settings.holdout_share))
+        record, _ = customer_record(cid, state, as_of, assign_variant(cid, settings.holdout_share))
         await publish(customer_ltv_topic, cid.encode(), encode(record))
 
 
@@ -441,7 +447,8 @@ async def _emit_order_outputs(
     variant = assign_variant(cid, settings.holdout_share)
     key = cid.encode()
     as_of = max(order.ts, state.last_ts or order.ts)
-    await publish(customer_ltv_topic, key, encode(customer_record(cid, state, as_of, variant)))
+    record, summary = customer_record(cid, state, as_of, variant)
+    await publish(customer_ltv_topic, key, encode(record))
     if order.type != "order_completed":
         return
     source, offset = event.message.partition, event.message.offset
@@ -467,9 +474,8 @@ async def _emit_order_outputs(
     excluded = recently_bought(state.owned, order.ts, rules.rebuy_window_days)
     ranked = suggest_for_cart(items, excluded, index, rules, at=order.ts)
     offers = marketing_offers(ranked, new_customer=False)
-    summary = value_summary(cid, state, as_of)
     trigger = post_purchase_trigger(order, offers, summary, variant, now_ts())
-    await send_trigger(cid, trigger, variant, order.ts)
+    await send_recorded_trigger(cid, trigger, variant, order.ts)
     observe_latency(event)
 
 
@@ -610,39 +616,51 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
         encode(suggestion_record(change, cart.cart_id, items, variant, emitted_at)),
     )
     metrics.suggestions_emitted.inc()
-    contacts[cid] = record_exposure(contacts.get(cid), (i.sku for i in would_show), change.ts)
+    contact = record_exposure(contacts.get(cid), (i.sku for i in would_show), change.ts)
     offers = marketing_offers(would_show, new_customer=not owned)
     if offers:
         summary = value_summary(cid, customer, change.ts)
         trigger = cart_add_trigger(change, cart.cart_id, offers, summary, variant, emitted_at)
-        await send_trigger(cid, trigger, variant, change.ts)
+        contact = await send_trigger(cid, trigger, variant, change.ts, contact) or contact
+    contacts[cid] = contact  # one write for the exposure and the trigger
     observe_latency(event)
     if not items:
         return cart
     return replace(cart, shown=record_shown(cart.shown, items, change.ts, rules))
 
 
-async def send_trigger(cid: str, trigger: dict[str, Any], variant: str, at: float) -> bool:
+async def send_trigger(
+    cid: str, trigger: dict[str, Any], variant: str, at: float, contact: ContactState | None
+) -> ContactState | None:
     """Send a trigger unless restraint or the holdout stops it; count it either way.
 
     Offers still in their cooldown are dropped from it; with none left, or with
     the customer's daily cap reached, it is suppressed (counted by reason).
-    Must run inside the customer's partition's event (it writes `contacts`).
+    `contact` is the customer's contact state as it stands; returned is that
+    state with the trigger recorded, for the caller to write to `contacts`
+    (None: nothing sent, nothing to write), so that an event writes it once.
     """
     kind = trigger["kind"]
     if variant != TREATMENT:
         metrics.triggers_suppressed.labels(kind, "holdout").inc()
-        return False
-    contact: ContactState | None = contacts.get(cid)
+        return None
     fresh, reason = restrain(contact, trigger["offers"], at, contact_rules)
     if reason is not None:
         metrics.triggers_suppressed.labels(kind, reason).inc()
-        return False
-    trigger = {**trigger, "offers": fresh}
-    contacts[cid] = record_trigger(contact, fresh, at)
-    await publish(triggers_topic, cid.encode(), encode(trigger))
+        return None
+    await publish(triggers_topic, cid.encode(), encode({**trigger, "offers": fresh}))
     metrics.triggers_emitted.labels(kind).inc()
-    return True
+    return record_trigger(contact, fresh, at)
+
+
+async def send_recorded_trigger(cid: str, trigger: dict[str, Any], variant: str, at: float) -> None:
+    """`send_trigger`, and the contact it made written to `contacts`.
+
+    Must run inside the customer's partition's event (it writes `contacts`).
+    """
+    sent = await send_trigger(cid, trigger, variant, at, contacts.get(cid))
+    if sent is not None:
+        contacts[cid] = sent
 
 
 # Renewal windows by due time, per owned partition: (opens at, subscription id);
@@ -719,7 +737,7 @@ async def _announce_renewal(sid: str, state: SubscriptionState, window: int, now
         variant,
         now_ts(),
     )
-    await send_trigger(cid, trigger, variant, now)
+    await send_recorded_trigger(cid, trigger, variant, now)
 
 
 @app.agent(subscription_topic)

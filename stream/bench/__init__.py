@@ -107,14 +107,15 @@ def report(figures: dict[str, Any]) -> str:
             f"{w['customers']:,} customers, {w['partitions']} partitions; "
             f"medians of {pipeline['runs']} runs.",
             "",
-            "| processor | events/s | p50 add->answer (ms) | p99 (ms) |",
-            "|---|---:|---:|---:|",
+            "| processor | events/s | CPU ms/event | p50 add->answer (ms) | p99 (ms) |",
+            "|---|---:|---:|---:|---:|",
         ]
         for name, m in pipeline["medians"].items():
             latency = m.get("latency")
             p50 = f"{latency['p50_ms']:.1f}" if latency else "-"
             p99 = f"{latency['p99_ms']:.1f}" if latency else "-"
-            lines.append(f"| {name} | {m['events_per_s']:,.0f} | {p50} | {p99} |")
+            cpu = m["cpu_ms_per_event"]
+            lines.append(f"| {name} | {m['events_per_s']:,.0f} | {cpu:.2f} | {p50} | {p99} |")
         lines.append("")
         for name, value in pipeline["ratios"].items():
             lines.append(f"- {name.replace('_', ' ')}: {value:.2f}x")

@@ -14,8 +14,12 @@ processor starts; events/s = input events / (time of the last output - time
 of the first), timed by the bench's consumer, so start-up is not counted.
 (a) and (b) are done when every event came out; (c) when its agents have
 processed every item_added, every order and every basket record fanned out
-to the item rows (the workers' own counters, read from /metrics every 250 ms;
-the clock starts at the first output, as for the baselines).
+to the item rows (the workers' own counters, read from /metrics every 250 ms
+once every add has its suggestion, so the polling does not slow the bulk of the
+run; the clock starts at the first output, as for the baselines). CPU per
+event: the processor processes' user + system CPU time (/proc) over the same
+span, divided by the events: what each event costs, whatever else the machine
+runs.
 
 Latency: after the throughput phase, on the same running processor, the
 bench sends item_added events at a steady rate (1,000/s) and times each from
@@ -196,6 +200,16 @@ class Installation:
                 process.kill()
                 process.wait(10)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the processor's processes so far (Linux /proc)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for process in self.processes:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
     def check_alive(self) -> None:
         for n, process in enumerate(self.processes):
             if process.poll() is not None:
@@ -264,6 +278,7 @@ class Receiver:
             fetch_max_wait_ms=5,
         )
         self.count = 0
+        self.by_topic: dict[str, int] = {}
         self.first: float | None = None
         self.last = 0.0
         self.arrived: dict[str, float] = {}  # event id -> arrival (watched ids only)
@@ -286,9 +301,10 @@ class Receiver:
         while True:
             batches = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
             now = time.perf_counter()
-            for records in batches.values():
+            for tp, records in batches.items():
+                self.count += len(records)
+                self.by_topic[tp.topic] = self.by_topic.get(tp.topic, 0) + len(records)
                 for record in records:
-                    self.count += 1
                     if self.watch:
                         value = orjson.loads(record.value)
                         source = value.get("source_event_id") or value.get("event_id")
@@ -300,14 +316,18 @@ class Receiver:
 
 
 async def until(
-    check: Callable[[], Any], installation: Installation, within: float, what: str
+    check: Callable[[], Any],
+    installation: Installation,
+    within: float,
+    what: str,
+    poll: float | None = None,
 ) -> None:
     deadline = time.monotonic() + within
     while not await check():
         installation.check_alive()
         if time.monotonic() > deadline:
             raise RuntimeError(f"{installation.kind}: {what} not reached in {within:.0f} s")
-        await asyncio.sleep(0.25 if installation.kind == "pipeline" else 0.02)
+        await asyncio.sleep(poll or (0.25 if installation.kind == "pipeline" else 0.02))
 
 
 async def measure(
@@ -336,7 +356,11 @@ async def measure(
                     "count_pairs": workload.baskets_fanned_out,
                 }
 
+                suggestions = installation.settings.topics.suggestions
+
                 async def done() -> bool:
+                    if receiver.by_topic.get(suggestions, 0) < workload.adds:
+                        return False
                     for agent, count in wanted.items():
                         if await installation.processed(agent) < count:
                             return False
@@ -346,14 +370,25 @@ async def measure(
                 async def done() -> bool:
                     return receiver.count >= len(workload.events)
 
+            cpu_at_first: list[float] = []
+
+            async def first_output() -> bool:
+                if receiver.first is None:
+                    return False
+                cpu_at_first.append(installation.cpu_seconds())
+                return True
+
+            await until(first_output, installation, 300, "a first output", poll=0.01)
             await until(done, installation, 600, "all outputs")
             finished = time.perf_counter()
+            cpu = installation.cpu_seconds() - cpu_at_first[0]
             assert receiver.first is not None
             elapsed = max(finished if kind == "pipeline" else receiver.last, 1e-9) - receiver.first
             result: dict[str, Any] = {
                 "events": len(workload.events),
                 "seconds": elapsed,
                 "events_per_s": len(workload.events) / elapsed,
+                "cpu_ms_per_event": 1000 * cpu / len(workload.events),
             }
             if latency_seconds > 0:
                 result["latency"] = await steady_latency(
@@ -497,7 +532,8 @@ def _medians(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _line(figures: dict[str, Any]) -> str:
-    text = f"{figures['events_per_s']:,.0f} events/s"
+    rate, cpu = figures["events_per_s"], figures["cpu_ms_per_event"]
+    text = f"{rate:,.0f} events/s ({cpu:.2f} CPU ms each)"
     latency = figures.get("latency")
     if latency:
         text += f", p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms"

@@ -114,7 +114,6 @@ def parse_ts(text: str) -> float:
 
 def format_ts(ts: float) -> str:
     """Epoch seconds -> RFC 3339 UTC (`2026-11-23T09:15:00Z`, milliseconds when present)."""
-    moment = datetime.fromtimestamp(ts, tz=UTC)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = datetime.fromtimestamp(ts, tz=UTC).replace(tzinfo=None)
+    # isoformat, not strftime: a third of the time (it runs for every output).
+    return moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds") + "Z"

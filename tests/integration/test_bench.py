@@ -49,6 +49,7 @@ def test_bench_measures_all_three_processors_and_the_memory(tmp_path: Path) -> N
     for name, m in medians.items():
         assert m["events"] == 300, name
         assert m["events_per_s"] > 0, name
+        assert m["cpu_ms_per_event"] > 0, name
         # The first second of probes is warm-up; the other two seconds' are all answered.
         assert 80 <= m["latency"]["probes"] <= 100, name
         assert 0 < m["latency"]["p50_ms"] <= m["latency"]["p99_ms"] <= m["latency"]["max_ms"]
