@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from stream.evaluate import HALVES, Dataset, half, replay
+from stream.evaluate import (
+    HALVES,
+    Dataset,
+    first_purchase_methods,
+    first_purchases,
+    half,
+    learn_history,
+    replay,
+)
 
 
 def test_half_is_fixed_and_splits_customers() -> None:
@@ -34,3 +42,58 @@ def test_replay_counts_hits_on_items_new_to_the_customer_added_later() -> None:
     assert result.hits["owned"][which] == 0
     assert result.rate("c_only") == 0.5
     assert result.rate("c_only", which) == 0.5
+
+
+def test_replay_keeps_hits_per_customer_and_counts_customers_with_a_hit() -> None:
+    """by_customer holds each customer's chances and hits; customers_with_a_hit counts them."""
+    data = Dataset({"u1": [["a", "b"], ["a", "c", "d"]], "u2": [["x"], ["y", "z"]]})
+    result = replay(data, {"d": lambda cart, owned: ["d"], "z": lambda cart, owned: ["z"]})
+    # u1: 2 chances, both hit by "d"; u2: after [y], z is novel and later (1 chance), hit by "z".
+    assert result.by_customer["u1"] == {"possible": 2, "d": 2}
+    assert result.by_customer["u2"] == {"possible": 1, "z": 1}
+    assert result.customers_with_a_hit("d") == 1
+    assert result.customers_with_a_hit("z", half("u2")) == 1
+    assert result.customers_with_a_hit("z", "validation" if half("u2") == "test" else "test") == 0
+
+
+def test_paired_interval_resamples_customers() -> None:
+    """All customers agree: the interval is that one difference; none: (0, 0)."""
+    data = Dataset({f"u{n}": [["a"], ["b", "c"]] for n in range(20)})
+    result = replay(data, {"c": lambda cart, owned: ["c"], "none": lambda cart, owned: []})
+    assert result.paired_interval("c", "none", rounds=200) == (1.0, 1.0)
+    assert result.paired_interval("none", "none", rounds=200) == (0.0, 0.0)
+    empty = replay(Dataset({"u": [["a"]]}), {"c": lambda cart, owned: ["c"]})
+    assert empty.paired_interval("c", "c") == (0.0, 0.0)
+
+
+def test_first_purchases_count_items_new_to_their_customer() -> None:
+    """t_j counts first purchases only; together counts pairs both bought for the first time."""
+    # u1's history: [a, b], then [a, c, d] (c, d new); last order [e] is left out.
+    # u2's history: [c, a] (both new); last order [z] left out.
+    data = Dataset({"u1": [["a", "b"], ["a", "c", "d"], ["e"]], "u2": [["c", "a"], ["z"]]})
+    firsts = first_purchases(data)
+    assert firsts.first == {"a": 2, "b": 1, "c": 2, "d": 1}
+    assert firsts.together["a"] == {"b": 1, "c": 1}
+    assert firsts.together["c"] == {"d": 1, "a": 1}
+    assert "e" not in firsts.first and "z" not in firsts.first
+
+
+def test_co_first_shrinks_towards_popularity_over_new_cart_items() -> None:
+    """score(j) = mean over new cart items a of (t_aj + beta n_j / N) / (t_a + beta)."""
+    # History (N = 4): u1 [a, b], u2 [a, b], u3 [a, c], u4 [p].
+    # n: a 3, b 2, c 1, p 1; first and together: a 3, b 2, c 1; a-b 2, a-c 1.
+    data = Dataset(
+        {
+            f"u{n}": [items, ["q"]]
+            for n, items in enumerate([["a", "b"], ["a", "b"], ["a", "c"], ["p"]], 1)
+        }
+    )
+    history, model = learn_history(data, 100, 10)
+    ranked = first_purchase_methods(model, first_purchases(data), len(history), (0.0, 1000.0))
+    # beta 0: b (2/3) before c (1/3); p has no evidence and no prior weight.
+    assert ranked["co_first_0"](["a"], set())[:2] == ["b", "c"]
+    # beta 1000: nearly the prior n_j / N: b (2/4 + ...) ahead of c and p (1/4; c has evidence).
+    assert ranked["co_first_1000"](["a"], set())[:3] == ["b", "c", "p"]
+    # A cart of owned items: the most popular items not owned.
+    assert ranked["co_first_0"](["a"], {"a"})[:2] == ["b", "c"]
+    assert ranked["first_popular"]([], {"a"})[:3] == ["b", "c", "p"]
