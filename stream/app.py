@@ -11,7 +11,7 @@ the web port. Agents decode, call the domain, write their table and send:
 - `track_orders` (purchase-events, by customer): customer value, the
   `customer-ltv` record, a `post_purchase` trigger, and the order's basket
   fanned out by SKU to the internal item-baskets topic;
-- `count_pairs` (item-baskets, by SKU): co-occurrence rows, `item-neighbors`;
+- `count_pairs` (item-baskets, by SKU): co-occurrence rows;
 - `suggest_cross_sell` (cart-events, by customer): the cart, one
   suggestion per `item_added`, a `cart_add` trigger (restraint applied);
 - `track_subscriptions` (subscription-events, by customer): subscriptions,
@@ -19,8 +19,9 @@ the web port. Agents decode, call the domain, write their table and send:
 - `fire_renewals` (the internal ticks topic, by customer partition):
   `renewal_approaching` triggers as event time reaches their windows.
 
-Timers, each bounded per tick: `publish_basket_counts` (N per partition to
-every item partition), `refresh_item_neighbors` (republish rows whose N or
+Timers, each bounded per tick: `publish_item_neighbors` (the rows changed
+since the last tick, every 0.2 s), `publish_basket_counts` (N per partition
+to every item partition), `refresh_item_neighbors` (republish rows whose N or
 n_j moved), `rescore_customers` (customer-ltv as event time passes),
 `tick` (the watermark to each owned partition), `report_state_sizes`; and
 the ops block (health, lag, JSON logs, broker watch). Every worker follows
@@ -371,6 +372,11 @@ def value_summary(cid: str, state: CustomerState | None, at: float) -> dict[str,
     )
 
 
+def _owned(topic: str) -> set[int]:
+    """The partitions of `topic` assigned to this worker now."""
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+
+
 _customer_partitions: set[int] = set()
 
 
@@ -382,7 +388,7 @@ async def rescore_customers() -> None:
     this makes them fall on `customer-ltv` too. After a rebalance the
     customers of newly owned partitions are scored first (due at once).
     """
-    owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == T.purchase}
+    owned = _owned(T.purchase)
     if owned != _customer_partitions:
         _customer_partitions.clear()
         _customer_partitions.update(owned)
@@ -497,7 +503,7 @@ async def publish_basket_counts() -> None:
 
 @app.agent(item_baskets_topic)
 async def count_pairs(stream: faust.StreamT[bytes]) -> None:
-    """Count each basket into the row of each of its items; publish the row."""
+    """Count each basket into the row of each of its items (published by the timer below)."""
     timer = metrics.processing.labels("count_pairs")
     async for event in stream.events():
         started = time.perf_counter()
@@ -522,8 +528,33 @@ async def count_pairs(stream: faust.StreamT[bytes]) -> None:
         )
         if changed:
             item_rows[sku] = row
-            await _publish_row(sku, row)
+            _changed_rows[sku] = None
         timer.observe(time.perf_counter() - started)
+
+
+# Rows changed since their record was sent, in order of change (a dict as an
+# ordered set): publish_item_neighbors sends each once per interval, however
+# many baskets changed it meanwhile (a popular item changes with every order).
+_changed_rows: dict[str, None] = {}
+NEIGHBORS_INTERVAL_S = 0.2
+
+
+@app.timer(interval=NEIGHBORS_INTERVAL_S)
+async def publish_item_neighbors() -> None:
+    """Send the `item-neighbors` record of every row changed since the last tick.
+
+    Lost on a crash, but not for long: after a restart nothing counts as sent,
+    and refresh_item_neighbors walks every row.
+    """
+    if not _changed_rows:
+        return
+    owned = _owned(T.item_baskets)
+    changed = list(_changed_rows)
+    _changed_rows.clear()
+    for sku in changed:
+        row: ItemRow | None = item_rows.get(sku)
+        if row is not None and row.partition in owned:
+            await _publish_row(sku, row)
 
 
 # Hash of the last item-neighbors record this worker sent per item, so the
@@ -569,7 +600,7 @@ async def refresh_item_neighbors() -> None:
         _sweep.extend(item_rows.keys())
     # Only rows of partitions this worker owns now: after a rebalance, rows
     # left in memory from a lost partition must not overwrite the new owner's.
-    owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == T.item_baskets}
+    owned = _owned(T.item_baskets)
     for _ in range(min(SWEEP_ROWS_PER_TICK, len(_sweep))):
         sku = _sweep.pop()
         row: ItemRow | None = item_rows.get(sku)
@@ -683,7 +714,7 @@ def schedule_renewal(sid: str, state: SubscriptionState) -> None:
 @app.timer(interval=1.0)
 async def tick() -> None:
     """Send this worker's event-time watermark to each partition it owns (bounded: P a second)."""
-    owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == T.subscription}
+    owned = _owned(T.subscription)
     if owned != set(_renewals):
         for lost in set(_renewals) - owned:
             for _, sid in _renewals.pop(lost):
