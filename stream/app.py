@@ -118,7 +118,7 @@ from stream.domain.triggers import (
 )
 from stream.domain.variants import TREATMENT, assign_variant
 from stream.kafka import client_security, faust_credentials, tuned_transport
-from stream.metrics import Metrics
+from stream.metrics import FaustSensors, Metrics
 from stream.offsets import verify_end_offsets
 from stream.state import register_codecs
 
@@ -163,6 +163,7 @@ if settings.broker:
 registry = CollectorRegistry()
 metrics = Metrics.create(registry)
 setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="stream_faust")
+app.monitor = FaustSensors(metrics=app.monitor._metrics)  # type: ignore[attr-defined]
 
 # --- ops: health and logging ---
 # /health/live and /health/ready for orchestrators, the consumer lag gauge, and

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -66,11 +65,6 @@ def client_security(security: Security) -> dict[str, Any]:
     return options
 
 
-# Bench, pipeline alone, 4,000 events, two runs each on the 2-core VM:
-# 136 events/s (median) at Python's default 5 ms, 160 at 0.5 ms, 144 at 1 ms.
-SWITCH_INTERVAL_S = 0.0005
-
-
 def tuned_transport(app: faust.App, fetch_max_wait_ms: int) -> None:
     """Give `app` a consumer that waits at most `fetch_max_wait_ms` and is safe across seeks.
 
@@ -82,14 +76,7 @@ def tuned_transport(app: faust.App, fetch_max_wait_ms: int) -> None:
 
     Seeks: see `SeekSafeConsumer`. Call before the app creates its topics
     (it sets `app.transport`).
-
-    GIL: Faust's consumer runs in a thread of its own, so the worker's two
-    threads share one GIL. A thread back from a socket write waits for the
-    GIL until the other gives it up, by default after up to 5 ms of Python
-    (py-spy: a fifth of the pipeline's samples sat in `transport.write`).
-    The switch interval (process-wide) is set to SWITCH_INTERVAL_S instead.
     """
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     class Thread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:

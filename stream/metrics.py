@@ -16,8 +16,11 @@ set by `stream.broker_watch`).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from faust.sensors.monitor import Monitor
+from faust.sensors.prometheus import PrometheusMonitor
+from faust.types import TP, CollectionT, EventT, Message, PendingMessage, ProducerT, StreamT
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Event arrival (the record's Kafka timestamp) to output: 1 ms .. 30 s, steps of
@@ -204,3 +207,64 @@ class Metrics(NamedTuple):
                 registry=registry,
             ),
         )
+
+
+class FaustSensors(PrometheusMonitor):
+    """Faust's Prometheus sensors (`stream_faust_*`): the same series, found faster.
+
+    Faust's PrometheusMonitor calls `labels()` (a lock, a tuple, a dict) and
+    rebuilds a stream's label with a regex for every record in, event,
+    table access and record sent; here each labelled child is looked up once
+    and kept (the label sets are few: topics, partitions, tables, streams).
+    That was about 5% of a pipeline worker's GIL time (py-spy --gil).
+    """
+
+    def __init__(self, metrics: Any, **kwargs: Any) -> None:
+        super().__init__(metrics, **kwargs)
+        self._labelled: dict[tuple[Any, ...], Any] = {}
+        self._stream_labels: dict[int, str] = {}
+
+    def _child(self, metric: Any, *labels: Any) -> Any:
+        key = (id(metric), *labels)
+        child = self._labelled.get(key)
+        if child is None:
+            child = self._labelled[key] = metric.labels(*labels)
+        return child
+
+    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
+        Monitor.on_message_in(self, tp, offset, message)
+        m = self._metrics
+        m.messages_received.inc()
+        m.active_messages.inc()
+        self._child(m.messages_received_per_topics, tp.topic).inc()
+        self._child(m.messages_received_per_topics_partition, tp.topic, tp.partition).set(offset)
+
+    def on_stream_event_in(
+        self, tp: TP, offset: int, stream: StreamT[Any], event: EventT[Any]
+    ) -> dict[str, Any] | None:
+        state = Monitor.on_stream_event_in(self, tp, offset, stream, event)
+        m = self._metrics
+        m.total_events.inc()
+        m.total_active_events.inc()
+        label = self._stream_labels.get(id(stream))
+        if label is None:
+            label = self._stream_labels[id(stream)] = f"stream.{self._stream_label(stream)}.events"
+        self._child(m.total_events_per_stream, label).inc()
+        return state
+
+    def on_table_get(self, table: CollectionT, key: Any) -> None:
+        Monitor.on_table_get(self, table, key)
+        self._child(
+            self._metrics.table_operations, f"table.{table.name}", self.KEYS_RETRIEVED
+        ).inc()
+
+    def on_table_set(self, table: CollectionT, key: Any, value: Any) -> None:
+        Monitor.on_table_set(self, table, key, value)
+        operations = self._metrics.table_operations
+        self._child(operations, f"table.{table.name}", self.KEYS_UPDATED).inc()
+
+    def on_send_initiated(
+        self, producer: ProducerT, topic: str, message: PendingMessage, keysize: int, valsize: int
+    ) -> Any:
+        self._child(self._metrics.topic_messages_sent, f"topic.{topic}").inc()
+        return Monitor.on_send_initiated(self, producer, topic, message, keysize, valsize)

@@ -16,13 +16,13 @@ from typing import Any
 
 import orjson
 import pytest
-from faust.sensors.prometheus import FaustMetrics
-from faust.types import TP
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.types import TP, Message
 from mode.utils import logging as mode_logging
 from prometheus_client import CollectorRegistry
 
 from stream import health
-from stream.metrics import LATENCY_BUCKETS, LTV_BUCKETS, Metrics
+from stream.metrics import LATENCY_BUCKETS, LTV_BUCKETS, FaustSensors, Metrics
 
 
 @pytest.fixture
@@ -390,3 +390,57 @@ def test_other_loggers_and_levels_all_pass() -> None:
     info = _kafka_record("aiokafka.consumer.group_coordinator")
     info.levelno = logging.INFO
     assert all(repeats.filter(info) for _ in range(5))
+
+
+# --- Faust's sensors, cached -------------------------------------------------------------------
+
+
+class _Task:
+    """A stream's owning task (the sensors keep it by weak reference)."""
+
+
+class _Stream:
+    """What the sensors read of a Faust stream: its label and owning task."""
+
+    shortlabel = "Stream: Topic: cart-events"
+    task_owner = _Task()
+
+
+def _sensor_samples(monitor_class: type[Any]) -> dict[tuple[str, tuple[Any, ...]], float]:
+    """Every stream_faust_* sample after the same calls on a fresh registry."""
+    registry = CollectorRegistry()
+    monitor = monitor_class(metrics=FaustMetrics.create(registry, "stream_faust"))
+    stream, table = _Stream(), SimpleNamespace(name="carts")
+    for offset, (topic, partition) in enumerate(
+        itertools.product(["cart-events", "purchase-events"], [0, 1, 0])
+    ):
+        tp = TP(topic, partition)
+        message = Message(topic, partition, offset, 0.0, 0, None, b"k", b"v", None)
+        monitor.on_message_in(tp, offset, message)
+        monitor.on_stream_event_in(tp, offset, stream, SimpleNamespace(message=message))
+        monitor.on_table_get(table, "k")
+        monitor.on_table_set(table, "k", "v")
+        monitor.on_send_initiated(None, f"{topic}-out", None, 1, 1)
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+
+
+def test_cached_faust_sensors_export_what_fausts_own_do() -> None:
+    """FaustSensors keeps labelled children; the series and values are Faust's own."""
+    ours, fausts = _sensor_samples(FaustSensors), _sensor_samples(PrometheusMonitor)
+    assert ours == fausts
+    received = ("stream_faust_messages_received_per_topic_total", (("topic", "cart-events"),))
+    assert ours[received] == 3
+    assert (
+        ours[
+            (
+                "stream_faust_table_operations_total",
+                (("operation", "keys_updated"), ("table", "table.carts")),
+            )
+        ]
+        == 6
+    )
