@@ -17,9 +17,9 @@ processed every item_added, every order and every basket record fanned out
 to the item rows (the workers' own counters, read from /metrics every 250 ms
 once every add has its suggestion, so the polling does not slow the bulk of the
 run; the clock starts at the first output, as for the baselines). CPU per
-event: the processor processes' user + system CPU time (/proc) over the same
-span, divided by the events: what each event costs, whatever else the machine
-runs.
+event: the processor processes' user + system CPU time (/proc, in 10 ms clock
+ticks) over the same span, divided by the events: what each event costs,
+whatever else the machine runs.
 
 Latency: after the throughput phase, on the same running processor, the
 bench sends item_added events at a steady rate (1,000/s) and times each from

@@ -49,10 +49,12 @@ def test_bench_measures_all_three_processors_and_the_memory(tmp_path: Path) -> N
     for name, m in medians.items():
         assert m["events"] == 300, name
         assert m["events_per_s"] > 0, name
-        assert m["cpu_ms_per_event"] > 0, name
         # The first second of probes is warm-up; the other two seconds' are all answered.
         assert 80 <= m["latency"]["probes"] <= 100, name
         assert 0 < m["latency"]["p50_ms"] <= m["latency"]["p99_ms"] <= m["latency"]["max_ms"]
+    # CPU per event: the pipeline's work shows next to a bare relay's (which, counted in
+    # /proc's 10 ms ticks over 300 events, may round to 0).
+    assert medians["pipeline x1"]["cpu_ms_per_event"] > medians["relay x1"]["cpu_ms_per_event"]
     assert set(figures["pipeline"]["ratios"]) == {
         "pipeline_vs_passthrough_throughput",
         "pipeline_vs_passthrough_p99_latency",
