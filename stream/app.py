@@ -547,12 +547,21 @@ async def publish_item_neighbors() -> None:
     Lost on a crash, but not for long: after a restart nothing counts as sent,
     and refresh_item_neighbors walks every row.
     """
-    if not _changed_rows:
-        return
-    owned = _owned(T.item_baskets)
     changed = list(_changed_rows)
     _changed_rows.clear()
-    for sku in changed:
+    await _publish_owned_rows(changed)
+
+
+async def _publish_owned_rows(skus: list[str]) -> None:
+    """Send the records of those rows that belong to partitions this worker owns now.
+
+    After a rebalance, rows left in memory from a lost partition must not
+    overwrite the new owner's.
+    """
+    if not skus:
+        return
+    owned = _owned(T.item_baskets)
+    for sku in skus:
         row: ItemRow | None = item_rows.get(sku)
         if row is not None and row.partition in owned:
             await _publish_row(sku, row)
@@ -599,14 +608,7 @@ async def refresh_item_neighbors() -> None:
     """
     if not _sweep:
         _sweep.extend(item_rows.keys())
-    # Only rows of partitions this worker owns now: after a rebalance, rows
-    # left in memory from a lost partition must not overwrite the new owner's.
-    owned = _owned(T.item_baskets)
-    for _ in range(min(SWEEP_ROWS_PER_TICK, len(_sweep))):
-        sku = _sweep.pop()
-        row: ItemRow | None = item_rows.get(sku)
-        if row is not None and row.partition in owned:
-            await _publish_row(sku, row)
+    await _publish_owned_rows([_sweep.pop() for _ in range(min(SWEEP_ROWS_PER_TICK, len(_sweep)))])
 
 
 @app.agent(cart_topic)

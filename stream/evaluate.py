@@ -177,6 +177,12 @@ def half(customer_id: str) -> str:
     return HALVES[digest[0] % 2]
 
 
+def top_of(ranked: Sequence[str], cart: list[str], excluded: set[str]) -> list[str]:
+    """The first TOP of `ranked` that are neither in the cart nor excluded."""
+    left_out = excluded.union(cart)
+    return [sku for sku in ranked if sku not in left_out][:TOP]
+
+
 def default_method(model: Model, rules: SuggestionRules) -> Method:
     def default(cart: list[str], excluded: set[str]) -> list[str]:
         return [s.sku for s in suggest_for_cart(cart, excluded, model.index, rules)]
@@ -188,8 +194,7 @@ def methods(model: Model, rules: SuggestionRules) -> dict[str, Method]:
     popular = [sku for sku, _ in model.n_i.most_common()]
 
     def most_popular(cart: list[str], excluded: set[str]) -> list[str]:
-        left_out = excluded.union(cart)
-        return [sku for sku in popular if sku not in left_out][:TOP]
+        return top_of(popular, cart, excluded)
 
     def confidence_of_added(cart: list[str], excluded: set[str]) -> list[str]:
         added = cart[-1]
@@ -224,6 +229,10 @@ class Replay:
         if which == "all":
             return sum(hits.values()) / max(sum(self.possible.values()), 1)
         return hits[which] / max(self.possible[which], 1)
+
+    def rates(self, name: str) -> dict[str, float]:
+        """The hit rate of `name` on each half and overall."""
+        return {which: self.rate(name, which) for which in (*HALVES, "all")}
 
     def customers_with_a_hit(self, name: str, which: str = "all") -> int:
         """How many customers the hits of `name` come from."""
@@ -337,10 +346,6 @@ def first_purchase_methods(
     first_popular = sorted(firsts.first, key=lambda sku: (-firsts.first[sku], -n_i[sku], sku))
     kept: dict[str, list[tuple[str, int]]] = {}
 
-    def top_of(ranked: list[str], cart: list[str], owned: set[str]) -> list[str]:
-        left_out = owned.union(cart)
-        return [sku for sku in ranked if sku not in left_out][:TOP]
-
     def co_first(beta: float) -> Method:
         def rank(cart: list[str], owned: set[str]) -> list[str]:
             antecedents = [sku for sku in dict.fromkeys(cart) if sku not in owned]
@@ -392,12 +397,8 @@ def first_purchase_tune(
         first_purchase_methods(model, first_purchases(data), len(history), FIRST_PURCHASE_GRID)
     )
     result = replay(data, ranked)
-    rates = {
-        name: {which: result.rate(name, which) for which in (*HALVES, "all")} for name in ranked
-    }
-    best = max(
-        FIRST_PURCHASE_GRID, key=lambda beta: (rates[f"co_first_{beta:g}"]["validation"], -beta)
-    )
+    rates = {name: result.rates(name) for name in ranked}
+    best = best_on_validation(FIRST_PURCHASE_GRID, lambda beta: rates[f"co_first_{beta:g}"])
     return {
         "rates": rates,
         "customers_with_a_hit": {name: result.customers_with_a_hit(name) for name in ranked},
@@ -454,6 +455,13 @@ def evaluate(
     }
 
 
+def best_on_validation(
+    grid: Sequence[float], rates_of: Callable[[float], dict[str, float]]
+) -> float:
+    """The weight of `grid` with the best validation-half rate (ties: the smaller)."""
+    return max(grid, key=lambda beta: (rates_of(beta)["validation"], -beta))
+
+
 def tune(data: Dataset, capacity: int = 100, published: int = TOP) -> dict[str, object]:
     """The default ranking's hit rate for each prior weight of PRIOR_GRID, per half.
 
@@ -466,11 +474,8 @@ def tune(data: Dataset, capacity: int = 100, published: int = TOP) -> dict[str, 
         for beta in PRIOR_GRID
     }
     result = replay(data, ranked)
-    rates = {
-        beta: {which: result.rate(str(beta), which) for which in (*HALVES, "all")}
-        for beta in PRIOR_GRID
-    }
-    best = max(PRIOR_GRID, key=lambda beta: (rates[beta]["validation"], -beta))
+    rates = {beta: result.rates(str(beta)) for beta in PRIOR_GRID}
+    best = best_on_validation(PRIOR_GRID, lambda beta: rates[beta])
     return {"rates": rates, "best_on_validation": best}
 
 
@@ -494,6 +499,11 @@ def table(result: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def _rate_cells(rate: dict[str, float]) -> str:
+    """A table row's validation half | test half | overall cells."""
+    return f"{rate['validation']:.2%} | {rate['test']:.2%} | {rate['all']:.2%}"
+
+
 def tune_table(tuned: dict[str, object]) -> str:
     rates = tuned["rates"]
     assert isinstance(rates, dict)
@@ -502,9 +512,7 @@ def tune_table(tuned: dict[str, object]) -> str:
         "|---|---|---|---|",
     ]
     for beta, rate in rates.items():
-        lines.append(
-            f"| {beta:g} | {rate['validation']:.2%} | {rate['test']:.2%} | {rate['all']:.2%} |"
-        )
+        lines.append(f"| {beta:g} | {_rate_cells(rate)} |")
     lines.append(f"best on the validation half: prior_baskets = {tuned['best_on_validation']:g}")
     return "\n".join(lines)
 
@@ -522,10 +530,7 @@ def first_purchase_table(tuned: dict[str, object]) -> str:
         "|---|---|---|---|---|",
     ]
     for name, rate in rates.items():
-        lines.append(
-            f"| {name} | {rate['validation']:.2%} | {rate['test']:.2%} | {rate['all']:.2%} "
-            f"| {customers[name]} |"
-        )
+        lines.append(f"| {name} | {_rate_cells(rate)} | {customers[name]} |")
     lines.append(
         f"best on the validation half: co_first_{best:g}; overall minus popular, "
         f"{COVERAGE:.0%} bootstrap over customers: {low:+.2%} .. {high:+.2%}"

@@ -16,7 +16,9 @@ set by `stream.broker_watch`).
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any, NamedTuple
+from weakref import WeakKeyDictionary
 
 from faust.sensors.monitor import Monitor
 from faust.sensors.prometheus import PrometheusMonitor
@@ -222,7 +224,7 @@ class FaustSensors(PrometheusMonitor):
     def __init__(self, metrics: Any, **kwargs: Any) -> None:
         super().__init__(metrics, **kwargs)
         self._labelled: dict[tuple[Any, ...], Any] = {}
-        self._stream_labels: dict[int, str] = {}
+        self._stream_labels: MutableMapping[StreamT[Any], str] = WeakKeyDictionary()
 
     def _child(self, metric: Any, *labels: Any) -> Any:
         key = (id(metric), *labels)
@@ -246,22 +248,22 @@ class FaustSensors(PrometheusMonitor):
         m = self._metrics
         m.total_events.inc()
         m.total_active_events.inc()
-        label = self._stream_labels.get(id(stream))
+        label = self._stream_labels.get(stream)
         if label is None:
-            label = self._stream_labels[id(stream)] = f"stream.{self._stream_label(stream)}.events"
+            label = self._stream_labels[stream] = f"stream.{self._stream_label(stream)}.events"
         self._child(m.total_events_per_stream, label).inc()
         return state
 
     def on_table_get(self, table: CollectionT, key: Any) -> None:
         Monitor.on_table_get(self, table, key)
-        self._child(
-            self._metrics.table_operations, f"table.{table.name}", self.KEYS_RETRIEVED
-        ).inc()
+        self._count_table_operation(table, self.KEYS_RETRIEVED)
 
     def on_table_set(self, table: CollectionT, key: Any, value: Any) -> None:
         Monitor.on_table_set(self, table, key, value)
-        operations = self._metrics.table_operations
-        self._child(operations, f"table.{table.name}", self.KEYS_UPDATED).inc()
+        self._count_table_operation(table, self.KEYS_UPDATED)
+
+    def _count_table_operation(self, table: CollectionT, operation: str) -> None:
+        self._child(self._metrics.table_operations, f"table.{table.name}", operation).inc()
 
     def on_send_initiated(
         self, producer: ProducerT, topic: str, message: PendingMessage, keysize: int, valsize: int

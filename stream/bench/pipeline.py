@@ -370,18 +370,14 @@ async def measure(
                 async def done() -> bool:
                     return receiver.count >= len(workload.events)
 
-            cpu_at_first: list[float] = []
-
             async def first_output() -> bool:
-                if receiver.first is None:
-                    return False
-                cpu_at_first.append(installation.cpu_seconds())
-                return True
+                return receiver.first is not None
 
             await until(first_output, installation, 300, "a first output", poll=0.01)
+            cpu_at_first = installation.cpu_seconds()
             await until(done, installation, 600, "all outputs")
             finished = time.perf_counter()
-            cpu = installation.cpu_seconds() - cpu_at_first[0]
+            cpu = installation.cpu_seconds() - cpu_at_first
             assert receiver.first is not None
             elapsed = max(finished if kind == "pipeline" else receiver.last, 1e-9) - receiver.first
             result: dict[str, Any] = {
