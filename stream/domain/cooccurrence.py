@@ -35,6 +35,7 @@ basket never counts twice, with O(partitions) memory per row.
 
 from __future__ import annotations
 
+import heapq
 import math
 from bisect import insort
 from collections.abc import Callable, Iterable, Mapping
@@ -214,19 +215,32 @@ def apply_basket(
         errors = dict(current.errors)
         baskets = current.baskets
     weight = decay.weight(basket.ts, landmark)
+    # The smallest (count, SKU) comes off a heap built at the basket's first
+    # eviction. Entries go stale when their count changes and are skipped:
+    # (c, j) is current only while pairs[j] == c (a row's smallest count never
+    # goes down, so an evicted item comes back above any stale entry of its own).
+    smallest: list[tuple[Number, str]] | None = None
     for other in basket.items:
         if other == sku:
             continue
         if other in pairs:
             pairs[other] += weight
+            if smallest is not None:
+                heapq.heappush(smallest, (pairs[other], other))
         elif len(pairs) < capacity:
             pairs[other] = weight
         else:
-            smallest = min(pairs, key=lambda j: (pairs[j], j))
-            floor_count = pairs.pop(smallest)
-            errors.pop(smallest, None)
+            if smallest is None:
+                smallest = [(count, j) for j, count in pairs.items()]
+                heapq.heapify(smallest)
+            floor_count, evicted = heapq.heappop(smallest)
+            while pairs.get(evicted) != floor_count:
+                floor_count, evicted = heapq.heappop(smallest)
+            del pairs[evicted]
+            errors.pop(evicted, None)
             pairs[other] = floor_count + weight
             errors[other] = floor_count
+            heapq.heappush(smallest, (pairs[other], other))
     applied = dict(current.applied)
     applied[basket.source] = basket.offset
     return (

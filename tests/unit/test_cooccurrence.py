@@ -843,6 +843,50 @@ def test_space_saving_default_capacity() -> None:
     assert (row.pairs["n100"], row.errors) == (2, {"n100": 1})
 
 
+def reference_space_saving(
+    baskets: list[tuple[tuple[str, ...], Number]], sku: str, capacity: int
+) -> tuple[dict[str, Number], dict[str, Number]]:
+    """Space-Saving as written in the paper: each new neighbour scans for the smallest counter."""
+    pairs: dict[str, Number] = {}
+    errors: dict[str, Number] = {}
+    for items, weight in baskets:
+        for other in items:
+            if other == sku:
+                continue
+            if other in pairs:
+                pairs[other] += weight
+            elif len(pairs) < capacity:
+                pairs[other] = weight
+            else:
+                smallest = min(pairs, key=lambda j: (pairs[j], j))
+                floor_count = pairs.pop(smallest)
+                errors.pop(smallest, None)
+                pairs[other] = floor_count + weight
+                errors[other] = floor_count
+    return pairs, errors
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_space_saving_heap_matches_the_linear_scan(seed: int) -> None:
+    """apply_basket's heap evicts exactly what a scan for the smallest (count, SKU) would.
+
+    Long-tailed baskets over a small capacity, so nearly every basket evicts,
+    often several times, with kept neighbours growing in between.
+    """
+    rng = random.Random(seed)
+    capacity = rng.choice([2, 3, 5, 10])
+    items = [f"i{k:02d}" for k in range(40)]
+    weights = [1 / (k + 1) for k in range(40)]
+    row: ItemRow | None = None
+    fed: list[tuple[tuple[str, ...], Number]] = []
+    for offset in range(150):
+        skus = basket_items(("a", *rng.choices(items, weights, k=rng.randint(1, 30))))
+        row, _ = apply_basket(row, "a", basket(skus, offset=offset), capacity=capacity)
+        fed.append((skus, 1))
+    assert row is not None
+    assert (row.pairs, row.errors) == reference_space_saving(fed, "a", capacity)
+
+
 @pytest.mark.parametrize("capacity", [3, 5, 10])
 def test_space_saving_rows_within_capacity_are_exact(capacity: int) -> None:
     """A row with at most `capacity` distinct neighbours never evicts and equals brute force."""

