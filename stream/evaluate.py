@@ -121,9 +121,14 @@ POPULAR_CANDIDATES = 200
 
 @dataclass(frozen=True, slots=True)
 class Dataset:
-    """Each customer's orders in order, each order's items in add-to-cart order."""
+    """Each customer's orders in order, each order's items in add-to-cart order.
+
+    `timeline`, where the data has times: every order as (customer, its index
+    in the customer's orders), in time order over all customers.
+    """
 
     orders: dict[str, list[list[str]]]
+    timeline: list[tuple[str, int]] | None = None
 
     @property
     def order_count(self) -> int:
@@ -162,18 +167,25 @@ def fetch(directory: Path, source: Source) -> Path:
 OrderKey = tuple[Any, ...]
 
 
-def group_orders(lines: Iterable[tuple[str, OrderKey, float, str]]) -> Dataset:
+def group_orders(lines: Iterable[tuple[str, OrderKey, float, str]], timed: bool = False) -> Dataset:
     """A Dataset from order lines: (customer, order key, position in the order, SKU).
 
     Each customer's orders in order-key order, each order's SKUs by position.
+    `timed`: order keys are times (then ids) comparable across customers, and
+    the Dataset gets the timeline of all orders.
     """
     grouped: dict[tuple[str, OrderKey], list[tuple[float, str]]] = defaultdict(list)
     for customer, order, position, sku in lines:
         grouped[(customer, order)].append((position, sku))
     orders: dict[str, list[list[str]]] = defaultdict(list)
-    for (customer, _order), items in sorted(grouped.items(), key=lambda kv: kv[0]):
+    index: dict[tuple[str, OrderKey], int] = {}
+    for (customer, order), items in sorted(grouped.items(), key=lambda kv: kv[0]):
+        index[(customer, order)] = len(orders[customer])
         orders[customer].append([sku for _, sku in sorted(items)])
-    return Dataset(dict(orders))
+    timeline = None
+    if timed:
+        timeline = [(key[0], index[key]) for key in sorted(index, key=lambda k: (k[1], k[0]))]
+    return Dataset(dict(orders), timeline)
 
 
 def load_instacart(path: Path) -> Dataset:
@@ -202,12 +214,13 @@ def load_completejourney(path: Path) -> Dataset:
     first_seen: dict[int, int] = {}
     for basket, at in zip(baskets, times, strict=True):
         first_seen.setdefault(basket, at)
-    return group_orders(
+    lines = (
         (str(household), (first_seen[basket], basket), float(line), str(product))
         for line, (household, basket, product) in enumerate(
             zip(households, baskets, products, strict=True)
         )
     )
+    return group_orders(lines, timed=True)
 
 
 LOADERS: dict[str, Callable[[Path], Dataset]] = {
@@ -378,7 +391,19 @@ def replay(data: Dataset, ranked: dict[str, Method]) -> Replay:
 
 
 def learn_history(data: Dataset, capacity: int, published: int) -> tuple[list[list[str]], Model]:
-    history = [order for orders in data.orders.values() for order in orders[:-1]]
+    """Every customer's orders but the last, in time order where the data has times.
+
+    (Space-Saving rows depend on the order baskets arrive in, as in the stream.)
+    Without times, customer after customer.
+    """
+    if data.timeline is not None:
+        history = [
+            data.orders[customer][k]
+            for customer, k in data.timeline
+            if k < len(data.orders[customer]) - 1
+        ]
+    else:
+        history = [order for orders in data.orders.values() for order in orders[:-1]]
     return history, learn(history, capacity, published)
 
 

