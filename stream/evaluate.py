@@ -15,7 +15,8 @@ checked by SHA-256; neither is part of this repository:
   add-to-cart sequence, so they are added in the file's order.
 
 Protocol (issue #3): every customer's orders but the last are replayed as
-history through the same domain code the stream runs (`apply_basket`,
+history (in time order over all customers where the data has times)
+through the same domain code the stream runs (`apply_basket`,
 `neighbors_record`, `NeighborIndex`: exact counts, top-K neighbours per item,
 Space-Saving rows). Each customer's last order is then replayed as cart adds
 in its add-to-cart order. A cart add is a hit for a method when its top-10
