@@ -211,7 +211,7 @@ def load_completejourney(path: Path) -> Dataset:
     table = pq.read_table(path, columns=list(columns))
     households, baskets, products = (table.column(name).to_pylist() for name in columns[:3])
     times = table.column(columns[3]).cast("int64").to_pylist()  # nanoseconds
-    # A basket's lines may carry different times (scanned apart): its first time orders it.
+    # A basket's lines may carry different times (scanned apart): its first line's time orders it.
     first_seen: dict[int, int] = {}
     for basket, at in zip(baskets, times, strict=True):
         first_seen.setdefault(basket, at)
