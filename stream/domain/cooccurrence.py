@@ -435,6 +435,10 @@ class NeighborIndex:
         factor = self.decay.factor(entry[1], at)
         return [(other, count * factor) for other, count in entry[2]]
 
+    def popular_skus(self) -> list[str]:
+        """The POPULAR_KEPT most-bought items, most first, ties by SKU (the order of `popular`)."""
+        return [sku for _, sku in self._popular]
+
     def popular(self, k: int, at: float = 0.0) -> list[tuple[str, Number]]:
         """The `k` items in the most baskets (decayed: by weight), most first, ties by SKU.
 

@@ -144,7 +144,8 @@ def suggest_for_cart(
     #   evidence[j]  = sum over a of share * n_aj / (n_a + beta).
     prior_weight = 0.0 if in_cart else 1.0
     evidence: dict[str, float] = {}
-    qualified: dict[str, SuggestedItem] = {}
+    # j -> (confidence, n_aj, lift, a, n_j) of its strongest qualifying antecedent a
+    qualified: dict[str, tuple[float, Number, float, str, Number]] = {}
     for antecedent in in_cart:
         n_a = index.baskets(antecedent, at)
         if n_a + beta <= 0:  # no baskets and no prior weight: no evidence, the prior stands
@@ -159,25 +160,25 @@ def suggest_for_cart(
             if n_ao < rules.min_count:
                 continue
             conf = confidence(n_ao, n_a)
-            n_o = max(index.baskets(other, at), n_ao)
-            lifted = lift(n_ao, n_a, n_o, total)
+            n_other = index.baskets(other, at)
+            lifted = lift(n_ao, n_a, max(n_other, n_ao), total)
             if conf < rules.min_confidence or lifted < rules.min_lift:
                 continue
-            if other not in qualified or conf > qualified[other].confidence:
-                qualified[other] = SuggestedItem(
-                    sku=other,
-                    score=0.0,
-                    count=n_ao,
-                    support=support(n_ao, total),
-                    confidence=conf,
-                    lift=lifted,
-                    because=antecedent,
-                    source="co_purchase",
-                )
-    candidates = {sku: index.baskets(sku, at) for sku in qualified}
-    for sku, n_j in index.popular(index.POPULAR_KEPT, at):
-        if sku not in left_out:
-            candidates.setdefault(sku, n_j)
+            if other not in qualified or conf > qualified[other][0]:
+                qualified[other] = (conf, n_ao, lifted, antecedent, n_other)
+    candidates = {sku: found[4] for sku, found in qualified.items()}
+    # Popular items with no evidence score prior_weight * p_j: they rank among
+    # themselves as the popular list does (n_j, then SKU), so past the first
+    # `limit` of them none can make the list; those with evidence all may.
+    plain_left = rules.limit
+    for sku in index.popular_skus():
+        if sku in left_out or sku in candidates:
+            continue
+        if sku in evidence:
+            candidates[sku] = index.baskets(sku, at)
+        elif plain_left > 0:
+            candidates[sku] = index.baskets(sku, at)
+            plain_left -= 1
     ranked = [
         (-(prior_weight * support(n_j, total) + evidence.get(sku, 0.0)), -n_j, sku)
         for sku, n_j in candidates.items()
@@ -185,10 +186,22 @@ def suggest_for_cart(
     chosen: list[SuggestedItem] = []
     for negative_score, negative_n, sku in heapq.nsmallest(rules.limit, ranked):
         found = qualified.get(sku)
-        if found is not None:
-            chosen.append(replace(found, score=-negative_score))
-        else:
+        if found is None:
             chosen.append(_popular_item(sku, -negative_n, total, -negative_score))
+            continue
+        conf, n_ao, lifted, antecedent, _ = found
+        chosen.append(
+            SuggestedItem(
+                sku=sku,
+                score=-negative_score,
+                count=n_ao,
+                support=support(n_ao, total),
+                confidence=conf,
+                lift=lifted,
+                because=antecedent,
+                source="co_purchase",
+            )
+        )
     return chosen
 
 
