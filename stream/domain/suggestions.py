@@ -32,7 +32,7 @@ from __future__ import annotations
 import heapq
 import uuid
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final
 
 from stream.domain.cooccurrence import NeighborIndex, Number, confidence, lift, support

