@@ -38,8 +38,9 @@ from __future__ import annotations
 import heapq
 import math
 from bisect import insort
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, ClassVar, Final
 
 MAX_BASKET_ITEMS: Final = 50
@@ -435,16 +436,19 @@ class NeighborIndex:
         factor = self.decay.factor(entry[1], at)
         return [(other, count * factor) for other, count in entry[2]]
 
-    def popular_skus(self) -> list[str]:
-        """The POPULAR_KEPT most-bought items, most first, ties by SKU (the order of `popular`)."""
-        return [sku for _, sku in self._popular]
+    def popular_skus(self) -> Iterator[str]:
+        """The POPULAR_KEPT most-bought items, most first, ties by SKU (no copy, no counts).
+
+        Safe to hold while records arrive: `_rank_popular` replaces the list.
+        """
+        return (sku for _, sku in self._popular)
 
     def popular(self, k: int, at: float = 0.0) -> list[tuple[str, Number]]:
         """The `k` items in the most baskets (decayed: by weight), most first, ties by SKU.
 
         Each comes with its n_i expressed at time `at`.
         """
-        return [(sku, self.baskets(sku, at)) for _, sku in self._popular[:k]]
+        return [(sku, self.baskets(sku, at)) for sku in islice(self.popular_skus(), k)]
 
 
 @dataclass(frozen=True, slots=True)

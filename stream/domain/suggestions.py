@@ -174,11 +174,11 @@ def suggest_for_cart(
     for sku in index.popular_skus():
         if sku in left_out or sku in candidates:
             continue
-        if sku in evidence:
-            candidates[sku] = index.baskets(sku, at)
-        elif plain_left > 0:
-            candidates[sku] = index.baskets(sku, at)
+        if sku not in evidence:
+            if not plain_left:
+                continue
             plain_left -= 1
+        candidates[sku] = index.baskets(sku, at)
     ranked = [
         (-(prior_weight * support(n_j, total) + evidence.get(sku, 0.0)), -n_j, sku)
         for sku, n_j in candidates.items()
