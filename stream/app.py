@@ -32,18 +32,22 @@ at-least-once; state is idempotent (see each domain module).
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, TypeVar, cast
 
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer
 from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.types import EventT
+from faust.serializers import codecs
+from faust.streams import current_event
+from faust.types import TP, EventT, RecordMetadata, StoreT
 from prometheus_client import CollectorRegistry
 
 from stream import broker_watch, health
@@ -213,6 +217,43 @@ async def publish(
     same producer.
     """
     await app.producer.send(topic.get_topic_name(), key, value, partition, None, None)
+
+
+async def put(table: Any, key: str, value: Any) -> None:
+    """`table[key] = value`, with its changelog record sent straight to the producer.
+
+    Faust's `table[key] = value` queues the record with `send_soon`: a
+    FutureMessage, a buffer that a background task drains, a callback per
+    record. On the bench's worker that cost three times what `publish` costs
+    a record, about a tenth of the worker's time (py-spy). This writes the
+    same record: the same codecs, to the partition of the event being
+    processed (Faust's `partition_for_key`), after the store; and, like
+    Faust's `_on_changelog_sent`, tells the store the record's offset once
+    the broker has it (a RocksDB store recovers from there). At-least-once
+    holds as for `publish`: Faust flushes this producer before it commits.
+    """
+    event = current_event()
+    if event is None:
+        raise RuntimeError(f"{table.name}: a table is written while processing an event")
+    partition = event.message.partition
+    table.data[key] = value  # RocksDB: the event's partition's database, as Faust's
+    app.sensors.on_table_set(table, key, value)
+    topic = table.changelog_topic.get_topic_name()
+    sent = await app.producer.send(
+        topic,
+        codecs.dumps(table.key_serializer, key),
+        codecs.dumps(table.value_serializer, value),
+        partition,
+        None,
+        None,
+    )
+    delivered = cast("asyncio.Future[RecordMetadata]", sent)  # aiokafka's; Faust types it Awaitable
+    delivered.add_done_callback(partial(_persisted, table.data, TP(topic, partition)))
+
+
+def _persisted(store: StoreT[Any, Any], tp: TP, sent: asyncio.Future[RecordMetadata]) -> None:
+    if not sent.cancelled() and sent.exception() is None:
+        store.set_persisted_offset(tp, sent.result().offset)
 
 
 def _table(name: str, value_serializer: str, **options: Any) -> Any:
@@ -427,7 +468,7 @@ async def track_orders(stream: faust.StreamT[bytes]) -> None:
             state, changed = apply_refund(before, order)
         redelivered = not changed and _is_redelivery(state, order, event)
         if changed:
-            customers[cid] = pack(state)
+            await put(customers, cid, pack(state))
         if changed or redelivered:
             await _emit_order_outputs(event, order, state, count=changed)
         timer.observe(time.perf_counter() - started)
@@ -473,7 +514,7 @@ async def _emit_order_outputs(
     known = BasketCount.from_json(stored) if stored else None
     counted = count_basket(known, order.ts, offset, decay)
     if counted is not known:
-        basket_counts[str(source)] = counted.to_json()
+        await put(basket_counts, str(source), counted.to_json())
     items = basket_items(order.skus)
     basket = encode(Basket(order.order_id, items, order.ts, source, offset).to_json())
     for sku in items:
@@ -516,7 +557,7 @@ async def count_pairs(stream: faust.StreamT[bytes]) -> None:
                 told = BasketCount.from_json(raw)
                 known = basket_totals.get(key)
                 if newer(told, BasketCount.from_json(known) if known else None):
-                    basket_totals[key] = told.to_json()
+                    await put(basket_totals, key, told.to_json())
             continue
         sku = event.key.decode()
         row, changed = apply_basket(
@@ -528,7 +569,7 @@ async def count_pairs(stream: faust.StreamT[bytes]) -> None:
             partition=target,
         )
         if changed:
-            item_rows[sku] = row
+            await put(item_rows, sku, row)
             _changed_rows[sku] = None
         timer.observe(time.perf_counter() - started)
 
@@ -626,7 +667,7 @@ async def suggest_cross_sell(stream: faust.StreamT[bytes]) -> None:
         if answer:
             cart = await _answer_cart_add(event, change, cart)
         if applied:
-            carts[cid] = cart
+            await put(carts, cid, cart)
         timer.observe(time.perf_counter() - started)
 
 
@@ -656,7 +697,7 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
         summary = value_summary(cid, customer, change.ts)
         trigger = cart_add_trigger(change, cart.cart_id, offers, summary, variant, emitted_at)
         contact = await send_trigger(cid, trigger, variant, change.ts, contact) or contact
-    contacts[cid] = contact  # one write for the exposure and the trigger
+    await put(contacts, cid, contact)  # one write for the exposure and the trigger
     observe_latency(event)
     if not items:
         return cart
@@ -694,7 +735,7 @@ async def send_recorded_trigger(cid: str, trigger: dict[str, Any], variant: str,
     """
     sent = await send_trigger(cid, trigger, variant, at, contacts.get(cid))
     if sent is not None:
-        contacts[cid] = sent
+        await put(contacts, cid, sent)
 
 
 # Renewal windows by due time, per owned partition: (opens at, subscription id);
@@ -748,7 +789,7 @@ async def fire_renewals(stream: faust.StreamT[bytes]) -> None:
             if state is None:
                 continue
             opened, fired = due_windows(state, now, settings.renewal_windows_days)
-            subscriptions[sid] = fired
+            await put(subscriptions, sid, fired)
             schedule_renewal(sid, fired)
             for window, opens_at in opened:
                 await _announce_renewal(sid, fired, window, opens_at)
@@ -789,7 +830,7 @@ async def track_subscriptions(stream: faust.StreamT[bytes]) -> None:
                 await _announce_renewal(change.subscription_id, before, window, opens_at)
         state, applied = apply_subscription_event(before, change, _event.message.partition)
         if applied:
-            subscriptions[change.subscription_id] = state
+            await put(subscriptions, change.subscription_id, state)
             schedule_renewal(change.subscription_id, state)
         timer.observe(time.perf_counter() - started)
 
