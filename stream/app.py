@@ -252,8 +252,13 @@ async def put(table: Any, key: str, value: Any) -> None:
 
 
 def _persisted(store: StoreT[Any, Any], tp: TP, sent: asyncio.Future[RecordMetadata]) -> None:
-    if not sent.cancelled() and sent.exception() is None:
-        store.set_persisted_offset(tp, sent.result().offset)
+    if sent.cancelled():
+        return
+    failed = sent.exception()
+    if failed is not None:
+        log.error("changelog record to %s not delivered: %r", tp, failed)
+        return
+    store.set_persisted_offset(tp, sent.result().offset)
 
 
 def _table(name: str, value_serializer: str, **options: Any) -> Any:

@@ -67,6 +67,35 @@ async def test_rocksdb_state_survives_restart_and_rebuilds_from_changelog(
     assert (deployment.directory / "disk-a").exists()
 
 
+async def test_rocksdb_keeps_the_offset_of_the_last_changelog_record_it_holds(
+    deployment: Deployment,
+) -> None:
+    """Each partition's RocksDB database remembers its changelog's last offset (`app.put`).
+
+    A restarted worker recovers each table partition from that offset on, not
+    from the start of its changelog.
+    """
+    from rocksdict import AccessType, Rdict
+
+    worker = deployment.start_worker(data="disk-a", STREAM_STORE="rocksdb://")
+    await send_and_wait(deployment, 1, 0)
+    assert worker.stop() == 0, deployment.logs()
+
+    changelog = f"{deployment.settings.app_id}-customers-changelog"
+    records = await deployment.read(changelog, lambda rs: len(rs) >= len(CUSTOMERS))
+    last = {r.partition: r.offset for r in sorted(records, key=lambda r: r.offset)}
+    held: dict[int, int] = {}
+    for path in (deployment.directory / "disk-a").rglob("customers-*.db"):
+        db = Rdict(str(path), access_type=AccessType.read_only())
+        try:
+            offset = db.get(b"__faust\0offset__")  # Faust's key (faust.stores.rocksdb)
+        finally:
+            db.close()
+        if offset is not None:
+            held[int(path.stem.rsplit("-", 1)[1])] = int(offset)
+    assert held == last
+
+
 async def test_end_offsets_reach_the_last_record(deployment: Deployment) -> None:
     """After three 3-record batches the verified end is 9, whatever the broker first says."""
     from aiokafka import AIOKafkaProducer
