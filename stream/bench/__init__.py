@@ -5,7 +5,9 @@
     python -m stream bench memory          # bytes per pair and per customer (no broker)
 
 `pipeline` (stream/bench/pipeline.py) runs a bare Faust passthrough, a raw
-aiokafka relay and the full pipeline on the same generated workload and
+aiokafka relay, the full pipeline and the cheapest Faust agent that answers
+each event (`batched`: the floor under any Faust pipeline) on the same
+generated workload and
 prints events/s, add-to-suggestion latency at a steady 1,000 adds/s, and the
 pipeline's ratios to the baselines: medians of `--runs` runs. `memory`
 (stream/bench/memory.py) measures the state with tracemalloc. The README's
@@ -41,9 +43,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--workers", default="1", help="pipeline worker counts, e.g. 1,2,4 (baselines: the first)"
     )
-    parser.add_argument(
-        "--processors", default=",".join(KINDS), help="which of passthrough,relay,pipeline"
-    )
+    parser.add_argument("--processors", default=",".join(KINDS), help=f"which of {','.join(KINDS)}")
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=1_000, help="adds/s in the latency phase")

@@ -1,13 +1,16 @@
-"""Throughput and latency against the broker: the pipeline next to two baselines, one run.
+"""Throughput and latency against the broker: the pipeline next to three baselines, one run.
 
-Three processors, each a separate process on the same embedded broker, get
+Four processors, each a separate process on the same embedded broker, get
 the same generated workload (the demo shop's cart sessions and orders):
 
 - (a) `passthrough`: a bare Faust app, orjson decode and forward
   (stream/bench/passthrough.py);
 - (b) `relay`: raw aiokafka, consume and produce, no Faust (stream/bench/relay.py);
 - (c) `pipeline`: the product (`python -m stream worker`): co-occurrence,
-  customer value, suggestions, triggers.
+  customer value, suggestions, triggers;
+- (d) `batched`: the cheapest Faust agent that answers each event (the
+  passthrough with `stream.take_events` batches and sends straight to the
+  producer): the floor under any Faust pipeline here.
 
 Throughput: the workload is loaded into the input topics first, then the
 processor starts; events/s = input events / (time of the last output - time
@@ -58,7 +61,8 @@ from stream.demo import DemoEvent, DemoFeed
 from stream.domain.cooccurrence import basket_items
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = ("passthrough", "relay", "pipeline")
+KINDS = ("passthrough", "relay", "pipeline", "batched")
+BASELINES = ("passthrough", "relay", "batched")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +176,13 @@ class Installation:
             port = free_port()
             command = {
                 "passthrough": ["-m", "stream.bench.passthrough", "worker", "-l", "warn"],
+                "batched": ["-m", "stream.bench.passthrough", "worker", "-l", "warn"],
                 "relay": ["-m", "stream.bench.relay"],
                 "pipeline": ["-m", "stream", "worker", "-l", "warn", "--web-port", str(port)],
             }[self.kind]
             env = dict(self.env, STREAM_DATA_DIR=str(self.directory / f"{self.prefix}-{n}"))
+            if self.kind == "batched":
+                env["BENCH_BATCHED"] = "1"
             log = (self.directory / f"{self.prefix}-{self.kind}-{n}.log").open("ab")
             self.processes.append(
                 subprocess.Popen(
@@ -490,7 +497,7 @@ async def run_all(
     base = workers[0]
     ratios: dict[str, float] = {}
     pipeline = medians.get(f"pipeline x{base}")
-    for baseline in ("passthrough", "relay"):
+    for baseline in BASELINES:
         other = medians.get(f"{baseline} x{base}")
         if pipeline is None or other is None:
             continue

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_measures_all_three_processors_and_the_memory(tmp_path: Path) -> None:
+def test_bench_measures_all_four_processors_and_the_memory(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [
@@ -45,7 +45,7 @@ def test_bench_measures_all_three_processors_and_the_memory(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr[-3000:]
     figures = orjson.loads(out.read_bytes())
     medians = figures["pipeline"]["medians"]
-    assert set(medians) == {"passthrough x1", "relay x1", "pipeline x1"}
+    assert set(medians) == {"passthrough x1", "relay x1", "pipeline x1", "batched x1"}
     for name, m in medians.items():
         assert m["events"] == 300, name
         assert m["events_per_s"] > 0, name
@@ -60,6 +60,8 @@ def test_bench_measures_all_three_processors_and_the_memory(tmp_path: Path) -> N
         "pipeline_vs_passthrough_p99_latency",
         "pipeline_vs_relay_throughput",
         "pipeline_vs_relay_p99_latency",
+        "pipeline_vs_batched_throughput",
+        "pipeline_vs_batched_p99_latency",
     }
     customers = figures["memory"]["customers"]
     assert customers["customers"] == 300 and customers["bytes_per_customer"] > 0
