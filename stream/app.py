@@ -42,6 +42,7 @@ from functools import partial
 from typing import Any, TypeVar, cast
 
 import faust
+import mode.loop
 import orjson
 from aiokafka import AIOKafkaConsumer
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -872,5 +873,12 @@ async def report_state_sizes() -> None:
 
 
 def main() -> None:
-    """Faust's command line (`worker`, ...), as `python -m stream` runs it."""
+    """Faust's command line (`worker`, ...), as `python -m stream` runs it, on uvloop.
+
+    uvloop is the loop Faust recommends (`faust -L uvloop`). A/B on the bench
+    (10,000 events, two runs each, interleaved): 1.80 / 1.88 -> 1.52 / 1.62
+    CPU ms an event for the pipeline; the passthrough, which runs on it too,
+    0.57 / 0.60 -> 0.50 / 0.50.
+    """
+    mode.loop.use("uvloop")
     app.main()

@@ -2,7 +2,7 @@
 
 One agent per input topic: orjson-decode each record and forward it to the
 bench's output topic. Same Faust version and client settings as the
-pipeline (stream/app.py): broker timeouts, producer linger, fetch wait.
+pipeline (stream/app.py): broker timeouts, producer linger, fetch wait, uvloop.
 Run as `python -m stream.bench.passthrough worker` with the bench's STREAM_*
 environment; `BENCH_OUT` names the output topic.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 import faust
+import mode.loop
 import orjson
 
 from stream.config import Settings
@@ -30,6 +31,7 @@ app = faust.App(
     f"{settings.app_id}-passthrough",
     env={},
     broker=settings.broker or "kafka://localhost:9092",
+    datadir=str(settings.data_dir),  # the bench's folder, not the working directory
     topic_partitions=settings.partitions,
     consumer_auto_offset_reset="earliest",
     broker_session_timeout=10.0,
@@ -63,4 +65,5 @@ for name in (settings.topics.cart, settings.topics.purchase):
     app.agent(app.topic(name, key_serializer="raw", value_serializer="raw"), name=name)(agent)
 
 if __name__ == "__main__":
+    mode.loop.use("uvloop")  # as the pipeline's workers (stream.app.main)
     app.main()

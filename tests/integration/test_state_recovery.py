@@ -15,8 +15,9 @@ from typing import Any
 import orjson
 import pytest
 
+from stream.broker import EmbeddedBroker
 from stream.config import Security
-from tests.integration.conftest import Deployment
+from tests.integration.conftest import Deployment, namespace
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +69,7 @@ async def test_rocksdb_state_survives_restart_and_rebuilds_from_changelog(
 
 
 async def test_rocksdb_keeps_the_offset_of_the_last_changelog_record_it_holds(
-    deployment: Deployment,
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Each partition's RocksDB database remembers its changelog's last offset (`app.put`).
 
@@ -77,15 +78,15 @@ async def test_rocksdb_keeps_the_offset_of_the_last_changelog_record_it_holds(
     """
     from rocksdict import AccessType, Rdict
 
-    worker = deployment.start_worker(data="disk-a", STREAM_STORE="rocksdb://")
-    await send_and_wait(deployment, 1, 0)
-    assert worker.stop() == 0, deployment.logs()
-
-    changelog = f"{deployment.settings.app_id}-customers-changelog"
-    records = await deployment.read(changelog, lambda rs: len(rs) >= len(CUSTOMERS))
+    async with namespace(broker, tmp_path_factory) as fresh:  # no records yet, no worker
+        worker = fresh.start_worker(data="disk", STREAM_STORE="rocksdb://")
+        await send_and_wait(fresh, 1, 0)
+        assert worker.stop() == 0, fresh.logs()
+        changelog = f"{fresh.settings.app_id}-customers-changelog"
+        records = await fresh.read(changelog, lambda rs: len(rs) >= len(CUSTOMERS))
     last = {r.partition: r.offset for r in sorted(records, key=lambda r: r.offset)}
     held: dict[int, int] = {}
-    for path in (deployment.directory / "disk-a").rglob("customers-*.db"):
+    for path in (fresh.directory / "disk").rglob("customers-*.db"):
         db = Rdict(str(path), access_type=AccessType.read_only())
         try:
             offset = db.get(b"__faust\0offset__")  # Faust's key (faust.stores.rocksdb)
