@@ -225,8 +225,9 @@ async def put(table: Any, key: str, value: Any) -> None:
 
     Faust's `table[key] = value` queues the record with `send_soon`: a
     FutureMessage, a buffer that a background task drains, a callback per
-    record. On the bench's worker that cost three times what `publish` costs
-    a record, about a tenth of the worker's time (py-spy). This writes the
+    record: three times what `publish` costs a record (py-spy on the bench's
+    worker); writing directly cut the pipeline's CPU an event by a third
+    (bench A/B: 2.58 / 2.83 -> 1.72 / 1.90 ms). This writes the
     same record: the same codecs, to the partition of the event being
     processed (Faust's `partition_for_key`), after the store; and, like
     Faust's `_on_changelog_sent`, tells the store the record's offset once
@@ -876,9 +877,9 @@ def main() -> None:
     """Faust's command line (`worker`, ...), as `python -m stream` runs it, on uvloop.
 
     uvloop is the loop Faust recommends (`faust -L uvloop`). A/B on the bench
-    (10,000 events, two runs each, interleaved): 1.80 / 1.88 -> 1.52 / 1.62
-    CPU ms an event for the pipeline; the passthrough, which runs on it too,
-    0.57 / 0.60 -> 0.50 / 0.50.
+    (10,000 events, three runs each, interleaved): 2.43 / 2.25 / 2.34 ->
+    2.22 / 2.04 / 1.96 CPU ms an event for the pipeline; the passthrough,
+    which runs on it too, 0.69 / 0.68 / 0.68 -> 0.59 / 0.58 / 0.54.
     """
     mode.loop.use("uvloop")
     app.main()

@@ -7,9 +7,9 @@
 `pipeline` (stream/bench/pipeline.py) runs a bare Faust passthrough, a raw
 aiokafka relay, the full pipeline and the cheapest Faust agent that answers
 each event (`batched`: the floor under any Faust pipeline) on the same
-generated workload and
-prints events/s, add-to-suggestion latency at a steady 1,000 adds/s, and the
-pipeline's ratios to the baselines: medians of `--runs` runs. `memory`
+generated workload and prints events/s, add-to-suggestion latency at a
+steady 1,000 adds/s, and the pipeline's ratios to the baselines: medians of
+`--runs` runs. `memory`
 (stream/bench/memory.py) measures the state with tracemalloc. The README's
 "Performance" section quotes one such run.
 """
