@@ -269,6 +269,8 @@ def _table(name: str, value_serializer: str, **options: Any) -> Any:
     Faust gives a table's store (RocksDB) and its default changelog topic
     the codec of the key/value *type* (json when untyped), whatever the
     schema says; so the changelog topic is made here and both are set.
+    Agents write these tables with `put` (`table[key] = value` works too, through
+    Faust's slower changelog buffer).
     """
     changelog = app.topic(
         f"{settings.app_id}-{name}-changelog",

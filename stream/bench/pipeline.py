@@ -174,9 +174,10 @@ class Installation:
     def start(self, workers: int) -> None:
         for n in range(workers):
             port = free_port()
+            faust_baseline = ["-m", "stream.bench.passthrough", "worker", "-l", "warn"]
             command = {
-                "passthrough": ["-m", "stream.bench.passthrough", "worker", "-l", "warn"],
-                "batched": ["-m", "stream.bench.passthrough", "worker", "-l", "warn"],
+                "passthrough": faust_baseline,
+                "batched": faust_baseline,  # with BENCH_BATCHED=1
                 "relay": ["-m", "stream.bench.relay"],
                 "pipeline": ["-m", "stream", "worker", "-l", "warn", "--web-port", str(port)],
             }[self.kind]
