@@ -32,26 +32,23 @@ at-least-once; state is idempotent (see each domain module).
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import faust
 import mode.loop
 import orjson
 from aiokafka import AIOKafkaConsumer
 from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.serializers import codecs
-from faust.streams import current_event
-from faust.types import TP, EventT, RecordMetadata, StoreT
+from faust.types import EventT
 from prometheus_client import CollectorRegistry
 
 from stream import broker_watch, health
+from stream.changelog import Changelogs
 from stream.codec import (
     MAX_DEAD_LETTER_BYTES,
     InvalidEvent,
@@ -158,7 +155,11 @@ app = faust.App(
     origin="stream.app",
     Worker=health.Worker,
 )
-tuned_transport(app, settings.fetch_max_wait_ms)
+# Table writes: their changelog records wait, the last per key, until the
+# consumer commits (stream/changelog.py); agents write with `put`.
+changelogs = Changelogs(app)
+put = changelogs.put
+tuned_transport(app, settings.fetch_max_wait_ms, before_commit=changelogs.flush)
 
 if settings.broker:
     # Recovery reads changelogs to their end: make sure that end is right
@@ -220,57 +221,14 @@ async def publish(
     await app.producer.send(topic.get_topic_name(), key, value, partition, None, None)
 
 
-async def put(table: Any, key: str, value: Any) -> None:
-    """`table[key] = value`, with its changelog record sent straight to the producer.
-
-    Faust's `table[key] = value` queues the record with `send_soon`: a
-    FutureMessage, a buffer that a background task drains, a callback per
-    record: three times what `publish` costs a record (py-spy on the bench's
-    worker); writing directly cut the pipeline's CPU an event by a third
-    (bench A/B: 2.58 / 2.83 -> 1.72 / 1.90 ms). This writes the
-    same record: the same codecs, to the partition of the event being
-    processed (Faust's `partition_for_key`), after the store; and, like
-    Faust's `_on_changelog_sent`, tells the store the record's offset once
-    the broker has it (a RocksDB store recovers from there). At-least-once
-    holds as for `publish`: Faust flushes this producer before it commits.
-    """
-    event = current_event()
-    if event is None:
-        raise RuntimeError(f"{table.name}: a table is written while processing an event")
-    partition = event.message.partition
-    table.data[key] = value  # RocksDB: the event's partition's database, as Faust's
-    app.sensors.on_table_set(table, key, value)
-    topic = table.changelog_topic.get_topic_name()
-    sent = await app.producer.send(
-        topic,
-        codecs.dumps(table.key_serializer, key),
-        codecs.dumps(table.value_serializer, value),
-        partition,
-        None,
-        None,
-    )
-    delivered = cast("asyncio.Future[RecordMetadata]", sent)  # aiokafka's; Faust types it Awaitable
-    delivered.add_done_callback(partial(_persisted, table.data, TP(topic, partition)))
-
-
-def _persisted(store: StoreT[Any, Any], tp: TP, sent: asyncio.Future[RecordMetadata]) -> None:
-    if sent.cancelled():
-        return
-    failed = sent.exception()
-    if failed is not None:
-        log.error("changelog record to %s not delivered: %r", tp, failed)
-        return
-    store.set_persisted_offset(tp, sent.result().offset)
-
-
 def _table(name: str, value_serializer: str, **options: Any) -> Any:
     """A table with utf8 keys and the given value codec: in its store, its changelog, recovery.
 
     Faust gives a table's store (RocksDB) and its default changelog topic
     the codec of the key/value *type* (json when untyped), whatever the
     schema says; so the changelog topic is made here and both are set.
-    Agents write these tables with `put` (`table[key] = value` works too, through
-    Faust's slower changelog buffer).
+    Agents write these tables with `put` (`table[key] = value` works too, but
+    sends a changelog record per write, through Faust's slower buffer).
     """
     changelog = app.topic(
         f"{settings.app_id}-{name}-changelog",

@@ -1,7 +1,9 @@
 """Kafka clients: security (SASL/TLS) for Faust and plain aiokafka; Faust's consumer, fixed.
 
 `tuned_transport` gives the Faust app a consumer that waits less for records
-at the broker and never lets a record fetched before a seek through after it.
+at the broker, never lets a record fetched before a seek through after it,
+and sends what must be in Kafka (the pending changelog records) before it
+commits offsets.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import logging
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
@@ -65,7 +67,11 @@ def client_security(security: Security) -> dict[str, Any]:
     return options
 
 
-def tuned_transport(app: faust.App, fetch_max_wait_ms: int) -> None:
+def tuned_transport(
+    app: faust.App,
+    fetch_max_wait_ms: int,
+    before_commit: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     """Give `app` a consumer that waits at most `fetch_max_wait_ms` and is safe across seeks.
 
     Fetch wait: Faust 0.15 hard-codes 1,500 ms for its stream consumer, so a
@@ -74,8 +80,9 @@ def tuned_transport(app: faust.App, fetch_max_wait_ms: int) -> None:
     A short wait costs one fetch request per wait on an idle worker (100 a
     second at the default 10 ms), which a broker answers from memory.
 
-    Seeks: see `SeekSafeConsumer`. Call before the app creates its topics
-    (it sets `app.transport`).
+    Seeks: see `SeekSafeConsumer`. `before_commit` is awaited before every
+    offset commit (`SeekSafeConsumer.before_commit`). Call before the app
+    creates its topics (it sets `app.transport`).
     """
 
     class Thread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -87,6 +94,10 @@ def tuned_transport(app: faust.App, fetch_max_wait_ms: int) -> None:
     class FetchConsumer(SeekSafeConsumer):
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return Thread(self, loop=self.loop, beacon=self.beacon)
+
+        async def before_commit(self) -> None:
+            if before_commit is not None:
+                await before_commit()
 
     class Transport(faust_aiokafka.Transport):
         Consumer = FetchConsumer
@@ -159,9 +170,26 @@ class SeekSafeConsumer(faust_aiokafka.Consumer):
             app.flow_control.suspend()
             app.flow_control.clear()  # queued, not started: the new owner reads them
             await app._consumer_wait_empty(self, log)
+            await self.before_commit()
             await app.producer.flush()
             await self._commit_now(revoked)
         await super().on_partitions_revoked(revoked)
+
+    async def before_commit(self) -> None:
+        """Send what must be in Kafka before offsets are committed (here: nothing).
+
+        Awaited before each commit, once the offsets to commit are fixed, so
+        everything written for the events they cover is sent; Faust's commit
+        then flushes the producer (waits for delivery) and commits.
+        """
+
+    async def _commit_offsets(
+        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> bool:
+        # Faust's commit path (periodic, every N acks, on stop), past the
+        # point where it has chosen the offsets and before its producer flush.
+        await self.before_commit()
+        return await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
 
     async def _commit_now(self, tps: set[TP]) -> None:
         """Commit the acked offsets of `tps` through aiokafka, past Faust's assignment check."""

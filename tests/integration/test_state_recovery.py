@@ -97,6 +97,53 @@ async def test_rocksdb_keeps_the_offset_of_the_last_changelog_record_it_holds(
     assert held == last
 
 
+async def test_committed_cart_adds_are_in_the_changelog_as_the_last_record_per_key(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Once an add's offset is committed its cart is in the changelog, even after a SIGKILL.
+
+    Records wait, the last per key, until the consumer commits
+    (stream/changelog.py): a burst of adds to four carts leaves a few records
+    per cart, not one per add, and the last one holds every item.
+    """
+    customers, per_cart = [f"k{n}" for n in range(4)], 15
+    adds = [
+        {
+            "event_id": f"add-{c}-{n}",
+            "type": "item_added",
+            "customer_id": c,
+            "ts": f"2026-11-20T10:{n:02d}:00Z",
+            "sku": f"sku-{n}",
+            "cart_id": f"cart-{c}",
+        }
+        for n in range(per_cart)
+        for c in customers
+    ]
+    async with namespace(broker, tmp_path_factory) as fresh:
+        worker = fresh.start_worker()
+        placed = await fresh.produce_events(fresh.topics.cart, adds)
+        ends: dict[int, int] = {}
+        for partition, offset in placed:
+            ends[partition] = max(ends.get(partition, 0), offset + 1)
+        deadline = asyncio.get_running_loop().time() + 90
+        while True:
+            committed = await fresh.committed(fresh.topics.cart)
+            if all(committed[p] >= end for p, end in ends.items()):
+                break
+            assert asyncio.get_running_loop().time() < deadline, fresh.logs()
+            await asyncio.sleep(0.5)
+        worker.kill()  # nothing is sent after the commit we saw
+        changelog = f"{fresh.settings.app_id}-carts-changelog"
+        records = await fresh.read(changelog, lambda rs: len(rs) >= len(customers), settle=1.0)
+    last = {r.key.decode(): orjson.loads(r.value) for r in sorted(records, key=lambda r: r.offset)}
+    assert sorted(last) == customers
+    for customer in customers:
+        name, cart = last[customer]
+        assert name == "CartState"
+        assert cart["items"] == {f"sku-{n}": 1 for n in range(per_cart)}
+    assert len(records) < len(adds), len(records)
+
+
 async def test_end_offsets_reach_the_last_record(deployment: Deployment) -> None:
     """After three 3-record batches the verified end is 9, whatever the broker first says."""
     from aiokafka import AIOKafkaProducer

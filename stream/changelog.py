@@ -1,0 +1,108 @@
+"""Table writes whose changelog records wait, the last one per key, until offsets commit.
+
+A Faust table write (`table[key] = value`) sends one changelog record per
+write. The pipeline writes a popular item's row with every basket it is in
+and a customer's cart with every add, so most of those records are
+overwritten by the next one within seconds. `Changelogs.put` writes the
+store at once (reads see it) and keeps only the key's latest record; the
+consumer sends them all (`flush`) before it commits offsets, and Faust's
+commit then waits for the producer to deliver them. That is the record cache
+of Kafka Streams' state stores: what is committed is in the changelog;
+what is not committed is read again after a crash, and the state is
+idempotent to that (see each domain module).
+
+Measured (bench A/B, 2 interleaved pairs, `python -m stream bench pipeline
+--processors pipeline --events 10000 --runs 1`): 1.86 / 2.10 -> 1.63 / 1.57
+CPU ms an event. What it costs: a standby replica or a recovering worker
+sees a write up to one commit interval later (Faust's
+`broker_commit_interval`, 2.8 s), and at most `limit` keys wait (then they
+are sent at once).
+
+The records themselves are the ones Faust would send: the table's codecs,
+to the partition of the event being processed (Faust's `partition_for_key`),
+and, like Faust's `_on_changelog_sent`, the store is told each record's
+offset once the broker has it (a RocksDB store recovers from there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+from typing import Any, cast
+
+import faust
+from faust.serializers import codecs
+from faust.streams import current_event
+from faust.types import TP, RecordMetadata, StoreT
+
+log = logging.getLogger(__name__)
+
+PENDING_LIMIT = 10_000  # keys waiting to be sent: ~2 MB at most, on top of the tables
+
+
+class Changelogs:
+    """The pending changelog records of an app's tables: the latest per (table, key)."""
+
+    def __init__(self, app: faust.App, limit: int = PENDING_LIMIT) -> None:
+        self.app = app
+        self.limit = limit
+        self._pending: dict[tuple[str, str], tuple[Any, int, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def put(self, table: Any, key: str, value: Any) -> None:
+        """`table[key] = value`; its changelog record waits for the next `flush`.
+
+        Call it while processing an event: the record goes to that event's
+        partition, as Faust's own table writes do.
+        """
+        event = current_event()
+        if event is None:
+            raise RuntimeError(f"{table.name}: a table is written while processing an event")
+        table.data[key] = value  # RocksDB: the event's partition's database, as Faust's
+        self.app.sensors.on_table_set(table, key, value)
+        self._pending[(table.name, key)] = (table, event.message.partition, value)
+        if len(self._pending) >= self.limit:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Hand every pending record to the producer (delivery is the producer's flush).
+
+        Writes made while this waits on the producer are sent too, so when it
+        returns nothing is pending. A record the producer refuses stays
+        pending (unless a newer one for its key came meanwhile) and the error
+        propagates: the commit that called this does not happen.
+        """
+        while self._pending:
+            slot, (table, partition, value) = self._pending.popitem()
+            try:
+                await self._send(table, slot[1], partition, value)
+            except BaseException:
+                self._pending.setdefault(slot, (table, partition, value))
+                raise
+
+    async def _send(self, table: Any, key: str, partition: int, value: Any) -> None:
+        topic = table.changelog_topic.get_topic_name()
+        sent = await self.app.producer.send(
+            topic,
+            codecs.dumps(table.key_serializer, key),
+            codecs.dumps(table.value_serializer, value),
+            partition,
+            None,
+            None,
+        )
+        # aiokafka's future; Faust types it Awaitable.
+        delivered = cast("asyncio.Future[RecordMetadata]", sent)
+        delivered.add_done_callback(partial(_persisted, table.data, TP(topic, partition)))
+
+
+def _persisted(store: StoreT[Any, Any], tp: TP, sent: asyncio.Future[RecordMetadata]) -> None:
+    if sent.cancelled():
+        return
+    failed = sent.exception()
+    if failed is not None:
+        log.error("changelog record to %s not delivered: %r", tp, failed)
+        return
+    store.set_persisted_offset(tp, sent.result().offset)

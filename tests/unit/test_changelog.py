@@ -1,0 +1,165 @@
+"""`Changelogs`: the last record per key waits for `flush`; nothing pending is lost.
+
+The producer here is a stand-in that records what it is handed (the broker
+side is tests/integration/test_state_recovery.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+
+from stream import changelog
+from stream.changelog import Changelogs
+
+
+@dataclass
+class Producer:
+    sent: list[tuple[str, bytes, bytes, int]] = field(default_factory=list)
+    refuse: int = 0  # refuse the next `refuse` sends
+
+    async def send(self, topic: str, key: bytes, value: bytes, partition: int, *_: Any) -> Any:
+        await asyncio.sleep(0)  # a real send may yield to other tasks
+        if self.refuse:
+            self.refuse -= 1
+            raise RuntimeError("buffer full")
+        self.sent.append((topic, key, value, partition))
+        delivered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        delivered.set_result(SimpleNamespace(offset=len(self.sent) - 1))
+        return delivered
+
+
+class Store(dict[str, Any]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.persisted: dict[Any, int] = {}
+
+    def set_persisted_offset(self, tp: Any, offset: int) -> None:
+        self.persisted[tp] = offset
+
+
+def table(name: str) -> Any:
+    return SimpleNamespace(
+        name=name,
+        data=Store(),
+        key_serializer="raw",
+        value_serializer="json",
+        changelog_topic=SimpleNamespace(get_topic_name=lambda: f"{name}-changelog"),
+    )
+
+
+@pytest.fixture
+def producer() -> Producer:
+    return Producer()
+
+
+def logs(producer: Producer, limit: int = 1000) -> Changelogs:
+    app = SimpleNamespace(producer=producer, sensors=SimpleNamespace(on_table_set=lambda *_: None))
+    return Changelogs(app, limit=limit)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def partition(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """The event being processed: its partition is where records go."""
+    message = SimpleNamespace(partition=3)
+    monkeypatch.setattr(changelog, "current_event", lambda: SimpleNamespace(message=message))
+    return message
+
+
+def records(producer: Producer) -> dict[tuple[str, str], Any]:
+    return {(t, k.decode()): orjson.loads(v) for t, k, v, _ in producer.sent}
+
+
+async def test_the_store_is_written_at_once_and_the_changelog_gets_the_last_value_per_key(
+    producer: Producer,
+) -> None:
+    pending, carts, rows = logs(producer), table("carts"), table("rows")
+    for n in range(5):
+        await pending.put(carts, "c1", {"n": n})
+        await pending.put(rows, "c1", {"row": n})  # same key, other table: its own record
+        assert carts.data["c1"] == {"n": n}
+    await pending.put(carts, "c2", {"n": 9})
+    assert producer.sent == []
+    assert len(pending) == 3
+
+    await pending.flush()
+
+    assert len(pending) == 0
+    assert records(producer) == {
+        ("carts-changelog", "c1"): {"n": 4},
+        ("carts-changelog", "c2"): {"n": 9},
+        ("rows-changelog", "c1"): {"row": 4},
+    }
+    assert len(producer.sent) == 3
+    assert {p for *_, p in producer.sent} == {3}
+    await asyncio.sleep(0)  # delivery callbacks
+    last = max(n for n, (topic, *_) in enumerate(producer.sent) if topic == "carts-changelog")
+    assert carts.data.persisted == {changelog.TP("carts-changelog", 3): last}
+
+
+async def test_each_record_goes_to_the_partition_of_the_event_that_wrote_it(
+    producer: Producer, partition: SimpleNamespace
+) -> None:
+    pending, carts = logs(producer), table("carts")
+    await pending.put(carts, "a", 1)
+    partition.partition = 5
+    await pending.put(carts, "b", 2)
+    await pending.flush()
+    assert sorted((k, p) for _, k, _, p in producer.sent) == [(b"a", 3), (b"b", 5)]
+
+
+async def test_the_limit_sends_everything_pending_at_once(producer: Producer) -> None:
+    pending, carts = logs(producer, limit=3), table("carts")
+    await pending.put(carts, "a", 1)
+    await pending.put(carts, "a", 2)  # still one key
+    await pending.put(carts, "b", 1)
+    assert producer.sent == []
+    await pending.put(carts, "c", 1)
+    assert records(producer) == {("carts-changelog", k): 1 for k in "bc"} | {
+        ("carts-changelog", "a"): 2
+    }
+    assert len(pending) == 0
+
+
+async def test_writes_during_a_flush_are_not_lost_and_the_last_value_is_sent_last(producer: Producer) -> None:
+    pending, carts = logs(producer), table("carts")
+    for n in range(50):
+        await pending.put(carts, f"k{n}", n)
+
+    async def writer() -> None:
+        for n in range(50):
+            await pending.put(carts, f"k{n}", n + 100)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(pending.flush(), writer())
+    await pending.flush()  # what the writer put after the first flush ended
+    last: dict[str, int] = {}
+    for _, key, value, _ in producer.sent:
+        last[key.decode()] = orjson.loads(value)
+    assert last == {f"k{n}": n + 100 for n in range(50)}
+
+
+async def test_a_refused_record_stays_pending_and_the_flush_fails(producer: Producer) -> None:
+    """The commit that flushes fails with it: offsets are not committed past the write."""
+    pending, carts = logs(producer), table("carts")
+    await pending.put(carts, "a", 1)
+    await pending.put(carts, "b", 2)
+    producer.refuse = 1
+    with pytest.raises(RuntimeError, match="buffer full"):
+        await pending.flush()
+    assert len(pending) == 2 - len(producer.sent)
+    await pending.flush()
+    assert records(producer) == {("carts-changelog", "a"): 1, ("carts-changelog", "b"): 2}
+
+
+async def test_a_write_outside_an_event_is_refused(
+    producer: Producer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(changelog, "current_event", lambda: None)
+    with pytest.raises(RuntimeError, match="carts"):
+        await logs(producer).put(table("carts"), "a", 1)
