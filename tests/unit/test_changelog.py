@@ -126,7 +126,9 @@ async def test_the_limit_sends_everything_pending_at_once(producer: Producer) ->
     assert len(pending) == 0
 
 
-async def test_writes_during_a_flush_are_not_lost_and_the_last_value_is_sent_last(producer: Producer) -> None:
+async def test_writes_during_a_flush_are_not_lost_and_the_last_value_is_sent_last(
+    producer: Producer,
+) -> None:
     pending, carts = logs(producer), table("carts")
     for n in range(50):
         await pending.put(carts, f"k{n}", n)

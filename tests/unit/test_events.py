@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stream.domain.events import OrderLine, PurchaseEvent, format_ts, parse_ts
 
@@ -58,6 +61,27 @@ def test_parse_ts_rejects(text: str) -> None:
 def test_format_ts(ts: float, expected: str) -> None:
     """format_ts writes UTC with a Z, with milliseconds only when there are some."""
     assert format_ts(ts) == expected
+
+
+def reference_format_ts(ts: float) -> str:
+    """What format_ts writes, formatted from scratch for every call."""
+    moment = datetime.fromtimestamp(ts, tz=UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds") + "Z"
+
+
+@given(
+    st.one_of(
+        st.floats(min_value=-2e9, max_value=4e9, allow_nan=False),
+        # Near whole seconds and half microseconds, where rounding carries.
+        st.builds(
+            lambda s, d: s + d,
+            st.integers(-2_000_000_000, 4_000_000_000),
+            st.sampled_from([0.0, 1e-7, -1e-7, 5e-7, -5e-7, 0.9999995, 0.0004, 0.0005, 0.999]),
+        ),
+    )
+)
+def test_format_ts_writes_what_datetime_writes(ts: float) -> None:
+    assert format_ts(ts) == reference_format_ts(ts)
 
 
 @pytest.mark.parametrize(
