@@ -119,7 +119,7 @@ from stream.domain.triggers import (
     renewal_trigger,
 )
 from stream.domain.variants import TREATMENT, assign_variant
-from stream.kafka import client_security, faust_credentials, tuned_transport
+from stream.kafka import KeyPartitioner, client_security, faust_credentials, tuned_transport
 from stream.metrics import FaustSensors, Metrics
 from stream.offsets import verify_end_offsets
 from stream.state import register_codecs
@@ -149,6 +149,7 @@ app = faust.App(
     broker_heartbeat_interval=1.0,
     producer_linger=0.005,
     producer_max_batch_size=256 * 1024,
+    producer_partitioner=KeyPartitioner(),
     # Dead letters carry the original bytes: up to MAX_DEAD_LETTER_BYTES a record.
     producer_max_request_size=MAX_DEAD_LETTER_BYTES,
     autodiscover=False,
