@@ -2,7 +2,8 @@
 
 One agent per input topic: orjson-decode each record and forward it to the
 bench's output topic. Same Faust version and client settings as the
-pipeline (stream/app.py): broker timeouts, producer linger, fetch wait, uvloop.
+pipeline (stream/app.py): broker timeouts, producer linger and partitioner, fetch
+wait, uvloop.
 Run as `python -m stream.bench.passthrough worker` with the bench's STREAM_*
 environment; `BENCH_OUT` names the output topic.
 
@@ -24,7 +25,7 @@ import orjson
 
 from stream.config import Settings
 from stream.health import Worker
-from stream.kafka import tuned_transport
+from stream.kafka import KeyPartitioner, tuned_transport
 
 settings = Settings.from_env()
 app = faust.App(
@@ -39,6 +40,7 @@ app = faust.App(
     broker_heartbeat_interval=1.0,
     producer_linger=0.005,
     producer_max_batch_size=256 * 1024,
+    producer_partitioner=KeyPartitioner(),
     web_enabled=False,
     autodiscover=False,
     Worker=Worker,  # no terminal spinner, which logs at DEBUG (see stream.health.Worker)
