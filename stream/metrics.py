@@ -254,6 +254,10 @@ class FaustSensors(PrometheusMonitor):
         self._child(m.total_events_per_stream, label).inc()
         return state
 
+    def track_tp_end_offset(self, tp: TP, offset: int) -> None:  # for every record fetched
+        Monitor.track_tp_end_offset(self, tp, offset)
+        self._child(self._metrics.topic_partition_end_offset, tp.topic, tp.partition).set(offset)
+
     def on_table_get(self, table: CollectionT, key: Any) -> None:
         Monitor.on_table_get(self, table, key)
         self._count_table_operation(table, self.KEYS_RETRIEVED)

@@ -417,6 +417,7 @@ def _sensor_samples(monitor_class: type[Any]) -> dict[tuple[str, tuple[Any, ...]
         tp = TP(topic, partition)
         message = Message(topic, partition, offset, 0.0, 0, None, b"k", b"v", None)
         monitor.on_message_in(tp, offset, message)
+        monitor.track_tp_end_offset(tp, offset + 10)
         monitor.on_stream_event_in(tp, offset, stream, SimpleNamespace(message=message))
         monitor.on_table_get(table, "k")
         monitor.on_table_set(table, "k", "v")
@@ -435,6 +436,11 @@ def test_cached_faust_sensors_export_what_fausts_own_do() -> None:
     assert ours == fausts
     received = ("stream_faust_messages_received_per_topic_total", (("topic", "cart-events"),))
     assert ours[received] == 3
+    end = (
+        "stream_faust_topic_partition_end_offset",
+        (("partition", "1"), ("topic", "cart-events")),
+    )
+    assert ours[end] == 11
     assert (
         ours[
             (
