@@ -63,14 +63,15 @@ import sys
 import time
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from tqdm import tqdm
 
 from stream.domain.cooccurrence import (
     Basket,
@@ -100,6 +101,7 @@ class Source:
         return f"{name.replace('-', '_')}-{version}-*.whl"
 
 
+T = TypeVar("T")
 TOP = 10
 HALVES = ("validation", "test")
 # The prior weights (in baskets) that `--tune` tries on the validation half.
@@ -276,9 +278,14 @@ class Model:
     n_i: Counter[str]
 
 
+def progress(items: Collection[T], what: str, unit: str) -> Iterable[T]:
+    """`items`, with a progress bar on stderr when it is a terminal (rate, ETA)."""
+    return tqdm(items, desc=what, unit=f" {unit}", total=len(items), disable=None, leave=False)
+
+
 def learn(history: list[list[str]], capacity: int, published: int) -> Model:
     rows: dict[str, ItemRow] = {}
-    for offset, order in enumerate(history):
+    for offset, order in enumerate(progress(history, "learning the history", "orders")):
         items = basket_items(order)
         basket = Basket(str(offset), items, float(offset), 0, offset)
         for sku in items:
@@ -413,7 +420,7 @@ def replay(data: Dataset, ranked: dict[str, Method]) -> Replay:
     possible: Counter[str] = Counter()
     by_customer: dict[str, Counter[str]] = defaultdict(Counter)
     adds = 0
-    for customer, orders in data.orders.items():
+    for customer, orders in progress(data.orders.items(), "replaying last orders", "customers"):
         if len(orders) < 2:
             continue
         which = half(customer)
