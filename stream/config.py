@@ -139,6 +139,9 @@ class Settings:
     # How long a fetch may wait at the broker for records: the floor of
     # add-to-suggestion latency on a quiet stream (Faust's own value is 1.5 s).
     fetch_max_wait_ms: int = 10
+    # How often table writes' changelog records (the last per key) are sent;
+    # also before every offset commit (stream/changelog.py).
+    changelog_interval_ms: int = 200
     topics: Topics = field(default_factory=Topics)
     security: Security = field(default_factory=Security)
 
@@ -208,6 +211,12 @@ class Settings:
             fetch_max_wait_ms=_get(
                 env, "STREAM_FETCH_MAX_WAIT_MS", _positive_int, defaults.fetch_max_wait_ms
             ),
+            changelog_interval_ms=_get(
+                env,
+                "STREAM_CHANGELOG_INTERVAL_MS",
+                _positive_int,
+                defaults.changelog_interval_ms,
+            ),
             topics=Topics(
                 **{
                     name: _get(env, var, _nonempty, getattr(defaults.topics, name))
@@ -263,6 +272,7 @@ _KNOWN = frozenset(
         "STREAM_APP_ID",
         "STREAM_LIVE_CLOCK",
         "STREAM_FETCH_MAX_WAIT_MS",
+        "STREAM_CHANGELOG_INTERVAL_MS",
         "STREAM_SECURITY_PROTOCOL",
         "STREAM_SASL_MECHANISM",
         "STREAM_SASL_USERNAME",

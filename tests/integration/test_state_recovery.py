@@ -102,9 +102,11 @@ async def test_committed_cart_adds_are_in_the_changelog_as_the_last_record_per_k
 ) -> None:
     """Once an add's offset is committed its cart is in the changelog, even after a SIGKILL.
 
-    Records wait, the last per key, until the consumer commits
-    (stream/changelog.py): a burst of adds to four carts leaves a few records
-    per cart, not one per add, and the last one holds every item.
+    Records wait, the last per key (stream/changelog.py); here the timer that
+    sends them is set to a minute, so only the consumer's send before each
+    commit can have put them there (without it, no record at all). A burst
+    of adds to four carts leaves one record per cart, not one per add, and
+    it holds every item.
     """
     customers, per_cart = [f"k{n}" for n in range(4)], 15
     adds = [
@@ -120,7 +122,7 @@ async def test_committed_cart_adds_are_in_the_changelog_as_the_last_record_per_k
         for c in customers
     ]
     async with namespace(broker, tmp_path_factory) as fresh:
-        worker = fresh.start_worker()
+        worker = fresh.start_worker(STREAM_CHANGELOG_INTERVAL_MS="60000")
         placed = await fresh.produce_events(fresh.topics.cart, adds)
         ends: dict[int, int] = {}
         for partition, offset in placed:
@@ -141,7 +143,7 @@ async def test_committed_cart_adds_are_in_the_changelog_as_the_last_record_per_k
         name, cart = last[customer]
         assert name == "CartState"
         assert cart["items"] == {f"sku-{n}": 1 for n in range(per_cart)}
-    assert len(records) < len(adds), len(records)
+    assert len(records) <= 2 * len(customers), len(records)  # a commit may split a burst
 
 
 async def test_end_offsets_reach_the_last_record(deployment: Deployment) -> None:

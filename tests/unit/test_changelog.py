@@ -7,6 +7,7 @@ side is tests/integration/test_state_recovery.py).
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -22,9 +23,11 @@ from stream.changelog import Changelogs
 class Producer:
     sent: list[tuple[str, bytes, bytes, int]] = field(default_factory=list)
     refuse: int = 0  # refuse the next `refuse` sends
+    yields: bool = True  # aiokafka's send yields only when it must wait (a full batch)
 
     async def send(self, topic: str, key: bytes, value: bytes, partition: int, *_: Any) -> Any:
-        await asyncio.sleep(0)  # a real send may yield to other tasks
+        if self.yields:
+            await asyncio.sleep(0)
         if self.refuse:
             self.refuse -= 1
             raise RuntimeError("buffer full")
@@ -126,24 +129,52 @@ async def test_the_limit_sends_everything_pending_at_once(producer: Producer) ->
     assert len(pending) == 0
 
 
-async def test_writes_during_a_flush_are_not_lost_and_the_last_value_is_sent_last(
+async def test_writes_made_during_a_flush_wait_for_the_next_and_arrive_after(
     producer: Producer,
 ) -> None:
+    """They belong to events after the offsets being committed; the newer value comes last."""
     pending, carts = logs(producer), table("carts")
     for n in range(50):
         await pending.put(carts, f"k{n}", n)
+    flushing = asyncio.ensure_future(pending.flush())
+    for _ in range(20):  # each send yields once here
+        await asyncio.sleep(0)
+    assert 0 < len(producer.sent) < 49
+    await pending.put(carts, "k0", 100)  # already sent by this flush
+    await pending.put(carts, "k49", 149)  # not yet sent by it
+    await pending.put(carts, "new", 1)
+    await flushing
+    assert len(producer.sent) == 50
+    assert len(pending) == 3
+    await pending.flush()
+    values: dict[str, list[int]] = {}
+    for _, key, value, _ in producer.sent:
+        values.setdefault(key.decode(), []).append(orjson.loads(value))
+    assert values["k0"] == [0, 100]
+    assert values["k49"] == [49, 149]
+    assert values["new"] == [1]
 
-    async def writer() -> None:
-        for n in range(50):
-            await pending.put(carts, f"k{n}", n + 100)
+
+async def test_a_long_flush_lets_the_agents_run(producer: Producer) -> None:
+    """Sends that never wait would hold the event loop for the whole flush; it yields."""
+    producer.yields = False
+    pending, carts = logs(producer), table("carts")
+    for n in range(10 * changelog.YIELD_EVERY):
+        await pending.put(carts, f"k{n}", n)
+    seen: list[int] = []
+
+    async def agent() -> None:
+        while True:
+            seen.append(len(producer.sent))
             await asyncio.sleep(0)
 
-    await asyncio.gather(pending.flush(), writer())
-    await pending.flush()  # what the writer put after the first flush ended
-    last: dict[str, int] = {}
-    for _, key, value, _ in producer.sent:
-        last[key.decode()] = orjson.loads(value)
-    assert last == {f"k{n}": n + 100 for n in range(50)}
+    running = asyncio.ensure_future(agent())
+    await asyncio.sleep(0)
+    await pending.flush()
+    running.cancel()
+    assert seen[0] == 0
+    assert len(seen) >= 10
+    assert max(b - a for a, b in itertools.pairwise(seen)) <= changelog.YIELD_EVERY
 
 
 async def test_a_refused_record_stays_pending_and_the_flush_fails(producer: Producer) -> None:
