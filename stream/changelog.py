@@ -13,13 +13,13 @@ changelog; what is not is read again after a crash, and the state is
 idempotent to that (see each domain module).
 
 Measured (bench A/B, 2 interleaved pairs, `python -m stream bench pipeline
---processors pipeline --events 10000 --runs 1`, the commit before this
-module against it with the 0.2 s timer): 1.95 / 1.89 -> 1.58 / 1.52 CPU ms
-an event. Sending only at commits (2.8 s) coalesced about as much, but one
-large produce request per commit delayed the suggestions behind it: p99 from
-add to suggestion at 100 adds/s went from 32 to 59-89 ms; with the timer,
-34.5 / 32.2 against 37.7 / 36.0 before (`--processors relay,pipeline
---events 2000 --runs 1 --rate 100`). What it costs: a standby replica or a
+--processors pipeline --events 10000 --runs 1`, the commit before against
+this, sending at commits only): 1.86 / 2.10 -> 1.63 / 1.57 CPU ms an event.
+Sending only at commits (2.8 s), one large produce request per commit
+delayed the suggestions behind it: p99 from add to suggestion at 100 adds/s
+went from 32 to 59-89 ms; with the timer, 34.5 / 32.2 against 37.7 / 36.0
+before (`--processors relay,pipeline --events 2000 --runs 1 --rate 100`),
+and the CPU gain held. What it costs: a standby replica or a
 recovering worker sees a write up to 0.2 s later; at most `limit` keys wait
 (then they are sent at once).
 
