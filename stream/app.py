@@ -258,6 +258,18 @@ contacts = _table("contacts", "state")
 basket_counts = _table("basket-counts", "json")
 basket_totals = _table("basket-totals", "json")
 
+
+@app.timer(interval=settings.changelog_interval_ms / 1000)
+async def send_changelogs() -> None:
+    """Send the changelog records written since the last tick (the last per key).
+
+    The consumer sends them before each commit anyway; waiting for the
+    commit (2.8 s) made one large produce request per commit, and the
+    suggestions sent behind it showed it in their p99 (stream/changelog.py).
+    """
+    await changelogs.flush()
+
+
 decay = Decay(settings.decay_half_life_days)
 index = NeighborIndex(decay)
 rules = SuggestionRules(
@@ -549,19 +561,6 @@ async def count_pairs(stream: faust.StreamT[bytes]) -> None:
 # ordered set): publish_item_neighbors sends each once per interval, however
 # many baskets changed it meanwhile (a popular item changes with every order).
 _changed_rows: dict[str, None] = {}
-
-
-@app.timer(interval=settings.changelog_interval_ms / 1000)
-async def send_changelogs() -> None:
-    """Send the changelog records written since the last tick (the last per key).
-
-    The consumer sends them before each commit anyway; waiting for the
-    commit (2.8 s) made one large produce request per commit, and the
-    suggestions sent behind it showed it in their p99 (stream/changelog.py).
-    """
-    await changelogs.flush()
-
-
 NEIGHBORS_INTERVAL_S = 0.2
 
 

@@ -54,6 +54,7 @@ class Changelogs:
         self.app = app
         self.limit = limit
         self._pending: dict[tuple[str, str], tuple[Any, int, Any]] = {}
+        self._flushing = asyncio.Lock()
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -76,26 +77,27 @@ class Changelogs:
     async def flush(self) -> None:
         """Hand the records pending now to the producer (delivery is the producer's flush).
 
-        Every YIELD_EVERY records it lets the agents run: a commit's records
-        are sent in slices of about a millisecond, not in one stall of the
-        event loop (at 100 adds/s, one stall per commit showed in the p99 of
-        add-to-suggestion). What the agents write meanwhile waits for the next
-        flush: it belongs to events after the offsets being committed. A
-        record the producer refuses stays pending (unless a newer one for its
-        key came meanwhile) and the error propagates: the commit that called
-        this does not happen.
+        One flush at a time: a commit's flush returns only once the timer's
+        flush in progress has handed over its records too. Every YIELD_EVERY
+        records it lets the agents run, so a large flush does not hold the
+        event loop for its whole length; what they write meanwhile waits for
+        the next flush (it belongs to events after the offsets being
+        committed). A record the producer refuses stays pending (unless a
+        newer one for its key came meanwhile) and the error propagates: the
+        commit that called this does not happen.
         """
-        records, self._pending = list(self._pending.items()), {}
-        sent = 0
-        try:
-            for (_, key), (table, partition, value) in records:
-                await self._send(table, key, partition, value)
-                sent += 1
-                if sent % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
-        except BaseException:
-            self._pending = dict(records[sent:]) | self._pending  # newer writes win
-            raise
+        async with self._flushing:
+            records, self._pending = list(self._pending.items()), {}
+            sent = 0
+            try:
+                for (_, key), (table, partition, value) in records:
+                    await self._send(table, key, partition, value)
+                    sent += 1
+                    if sent % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
+            except BaseException:
+                self._pending = dict(records[sent:]) | self._pending  # newer writes win
+                raise
 
     async def _send(self, table: Any, key: str, partition: int, value: Any) -> None:
         topic = table.changelog_topic.get_topic_name()

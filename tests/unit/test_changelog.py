@@ -155,6 +155,21 @@ async def test_writes_made_during_a_flush_wait_for_the_next_and_arrive_after(
     assert values["new"] == [1]
 
 
+async def test_a_flush_returns_only_once_a_flush_in_progress_has_handed_over_its_records(
+    producer: Producer,
+) -> None:
+    """A commit's flush while the timer's is sending: the commit must not pass those records."""
+    pending, carts = logs(producer), table("carts")
+    for n in range(40):
+        await pending.put(carts, f"k{n}", n)
+    timers = asyncio.ensure_future(pending.flush())
+    await asyncio.sleep(0)  # it has taken the 40 and sent the first
+    await pending.put(carts, "late", 1)
+    await pending.flush()  # the commit's
+    assert len(producer.sent) == 41
+    await timers
+
+
 async def test_a_long_flush_lets_the_agents_run(producer: Producer) -> None:
     """Sends that never wait would hold the event loop for the whole flush; it yields."""
     producer.yields = False
