@@ -121,7 +121,7 @@ from stream.domain.triggers import (
     renewal_trigger,
 )
 from stream.domain.variants import TREATMENT, assign_variant
-from stream.kafka import KeyPartitioner, client_security, faust_credentials, tuned_transport
+from stream.kafka import client_security, faust_client_options, tuned_transport
 from stream.metrics import FaustSensors, Metrics
 from stream.offsets import verify_end_offsets
 from stream.state import register_codecs
@@ -135,26 +135,12 @@ register_codecs()
 
 app = faust.App(
     settings.app_id,
-    # Faust reads its own env names (BROKER_URL, WEB_PORT, ...) over these
-    # arguments; an empty env makes STREAM_* the only settings that count.
-    env={},
-    broker=settings.broker or "kafka://localhost:9092",
-    broker_credentials=faust_credentials(settings.security),
+    **faust_client_options(settings),
     store=settings.store,
-    datadir=str(settings.data_dir),
     web_port=settings.web_port,
     web_bind=settings.web_host,
-    topic_partitions=settings.partitions,
-    consumer_auto_offset_reset="earliest",
-    broker_session_timeout=10.0,
-    broker_rebalance_timeout=10.0,
-    broker_heartbeat_interval=1.0,
-    producer_linger=0.005,
-    producer_max_batch_size=256 * 1024,
-    producer_partitioner=KeyPartitioner(),
     # Dead letters carry the original bytes: up to MAX_DEAD_LETTER_BYTES a record.
     producer_max_request_size=MAX_DEAD_LETTER_BYTES,
-    autodiscover=False,
     origin="stream.app",
     Worker=health.Worker,
 )

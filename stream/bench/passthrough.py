@@ -2,8 +2,8 @@
 
 One agent per input topic: orjson-decode each record and forward it to the
 bench's output topic. Same Faust version and client settings as the
-pipeline (stream/app.py): broker timeouts, producer linger and partitioner, fetch
-wait, uvloop.
+pipeline (`stream.kafka.faust_client_options`, `tuned_transport`: broker
+timeouts, producer linger and partitioner, fetch wait) and uvloop.
 Run as `python -m stream.bench.passthrough worker` with the bench's STREAM_*
 environment; `BENCH_OUT` names the output topic.
 
@@ -25,24 +25,13 @@ import orjson
 
 from stream.config import Settings
 from stream.health import Worker
-from stream.kafka import KeyPartitioner, tuned_transport
+from stream.kafka import faust_client_options, tuned_transport
 
 settings = Settings.from_env()
 app = faust.App(
     f"{settings.app_id}-passthrough",
-    env={},
-    broker=settings.broker or "kafka://localhost:9092",
-    datadir=str(settings.data_dir),  # the bench's folder, not the working directory
-    topic_partitions=settings.partitions,
-    consumer_auto_offset_reset="earliest",
-    broker_session_timeout=10.0,
-    broker_rebalance_timeout=10.0,
-    broker_heartbeat_interval=1.0,
-    producer_linger=0.005,
-    producer_max_batch_size=256 * 1024,
-    producer_partitioner=KeyPartitioner(),
+    **faust_client_options(settings),  # datadir: the bench's folder, as STREAM_DATA_DIR says
     web_enabled=False,
-    autodiscover=False,
     Worker=Worker,  # no terminal spinner, which logs at DEBUG (see stream.health.Worker)
 )
 tuned_transport(app, settings.fetch_max_wait_ms)
