@@ -74,6 +74,14 @@ def partition(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     return message
 
 
+async def filled(producer: Producer, keys: int) -> tuple[Changelogs, Any]:
+    """Changelogs with `keys` carts written (k0 = 0, k1 = 1, ...), and the carts table."""
+    pending, carts = logs(producer), table("carts")
+    for n in range(keys):
+        await pending.put(carts, f"k{n}", n)
+    return pending, carts
+
+
 def records(producer: Producer) -> dict[tuple[str, str], Any]:
     return {(t, k.decode()): orjson.loads(v) for t, k, v, _ in producer.sent}
 
@@ -133,9 +141,7 @@ async def test_writes_made_during_a_flush_wait_for_the_next_and_arrive_after(
     producer: Producer,
 ) -> None:
     """They belong to events after the offsets being committed; the newer value comes last."""
-    pending, carts = logs(producer), table("carts")
-    for n in range(50):
-        await pending.put(carts, f"k{n}", n)
+    pending, carts = await filled(producer, 50)
     flushing = asyncio.ensure_future(pending.flush())
     for _ in range(20):  # each send yields once here
         await asyncio.sleep(0)
@@ -159,9 +165,7 @@ async def test_a_flush_returns_only_once_a_flush_in_progress_has_handed_over_its
     producer: Producer,
 ) -> None:
     """A commit's flush while the timer's is sending: the commit must not pass those records."""
-    pending, carts = logs(producer), table("carts")
-    for n in range(40):
-        await pending.put(carts, f"k{n}", n)
+    pending, carts = await filled(producer, 40)
     timers = asyncio.ensure_future(pending.flush())
     await asyncio.sleep(0)  # it has taken the 40 and sent the first
     await pending.put(carts, "late", 1)
@@ -173,9 +177,7 @@ async def test_a_flush_returns_only_once_a_flush_in_progress_has_handed_over_its
 async def test_a_long_flush_lets_the_agents_run(producer: Producer) -> None:
     """Sends that never wait would hold the event loop for the whole flush; it yields."""
     producer.yields = False
-    pending, carts = logs(producer), table("carts")
-    for n in range(10 * changelog.YIELD_EVERY):
-        await pending.put(carts, f"k{n}", n)
+    pending, _ = await filled(producer, 10 * changelog.YIELD_EVERY)
     seen: list[int] = []
 
     async def agent() -> None:
