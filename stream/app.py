@@ -383,9 +383,30 @@ def value_summary(cid: str, state: CustomerState | None, at: float) -> dict[str,
     )
 
 
-def _owned(topic: str) -> set[int]:
-    """The partitions of `topic` assigned to this worker now."""
+def _owned(topic: str) -> set[int] | None:
+    """The partitions of `topic` this worker owns now; None while a rebalance is under way.
+
+    From the moment partitions are revoked until the worker's tables have
+    recovered its new ones, the tables may hold a newly assigned partition's
+    keys as this worker last saw them (before it handed the partition over,
+    or as far as its standby copy had read), and the worker losing one may
+    still hold it: a timer that published from them then would send stale
+    values over the current owner's. Timers skip such ticks, and stop
+    within one when a rebalance starts (`_rebalancing`).
+    """
+    if _rebalancing():
+        return None
     return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+
+
+def _rebalancing() -> bool:
+    """Whether a rebalance has begun and the worker's recovery has not ended yet.
+
+    Faust sets it from the consumer thread when partitions are revoked and
+    clears it once recovery is done ("Worker ready"); agents see no event
+    in between.
+    """
+    return bool(app.rebalancing)
 
 
 _customer_partitions: set[int] = set()
@@ -400,6 +421,8 @@ async def rescore_customers() -> None:
     customers of newly owned partitions are scored first (due at once).
     """
     owned = _owned(T.purchase)
+    if owned is None:
+        return
     if owned != _customer_partitions:
         _customer_partitions.clear()
         _customer_partitions.update(owned)
@@ -419,6 +442,8 @@ async def rescore_customers() -> None:
         as_of = max(now, state.last_ts or now)
         record, _ = customer_record(cid, state, as_of, assign_variant(cid, settings.holdout_share))
         await publish(customer_ltv_topic, cid.encode(), encode(record))
+        if _rebalancing():
+            break  # the rest stay due (pop_due hands them out one at a time)
 
 
 @app.agent(purchase_topic)
@@ -559,22 +584,29 @@ async def publish_item_neighbors() -> None:
     """
     changed = list(_changed_rows)
     _changed_rows.clear()
-    await _publish_owned_rows(changed)
+    for sku in await _publish_owned_rows(changed):
+        _changed_rows.setdefault(sku)
 
 
-async def _publish_owned_rows(skus: list[str]) -> None:
+async def _publish_owned_rows(skus: list[str]) -> list[str]:
     """Send the records of those rows that belong to partitions this worker owns now.
 
-    After a rebalance, rows left in memory from a lost partition must not
-    overwrite the new owner's.
+    Rows left in memory from a partition this worker no longer owns must not
+    overwrite the new owner's; nor, during a rebalance, any row (`_owned`).
+    Returns the rows not looked at because a rebalance was under way.
     """
     if not skus:
-        return
+        return []
     owned = _owned(T.item_baskets)
-    for sku in skus:
+    if owned is None:
+        return skus
+    for done, sku in enumerate(skus, start=1):
         row: ItemRow | None = item_rows.get(sku)
         if row is not None and row.partition in owned:
             await _publish_row(sku, row)
+            if _rebalancing():
+                return skus[done:]
+    return []
 
 
 # Hash of the last item-neighbors record this worker sent per item, so the
@@ -618,7 +650,8 @@ async def refresh_item_neighbors() -> None:
     """
     if not _sweep:
         _sweep.extend(item_rows.keys())
-    await _publish_owned_rows([_sweep.pop() for _ in range(min(SWEEP_ROWS_PER_TICK, len(_sweep)))])
+    batch = [_sweep.pop() for _ in range(min(SWEEP_ROWS_PER_TICK, len(_sweep)))]
+    _sweep.extend(reversed(await _publish_owned_rows(batch)))  # next in line, in order
 
 
 @app.agent(cart_topic)
@@ -728,6 +761,8 @@ def schedule_renewal(sid: str, state: SubscriptionState) -> None:
 async def tick() -> None:
     """Send this worker's event-time watermark to each partition it owns (bounded: P a second)."""
     owned = _owned(T.subscription)
+    if owned is None:
+        return
     if owned != set(_renewals):
         for lost in set(_renewals) - owned:
             for _, sid in _renewals.pop(lost):
