@@ -400,13 +400,11 @@ def _owned(topic: str) -> set[int] | None:
 
 
 def _rebalancing() -> bool:
-    """Whether a rebalance has begun and the worker's recovery has not ended yet.
+    """Whether the tables may not hold this worker's partitions as they stand (not ready).
 
-    Faust sets it from the consumer thread when partitions are revoked and
-    clears it once recovery is done ("Worker ready"); agents see no event
-    in between.
+    From a revocation to the end of recovery; agents see no event meanwhile.
     """
-    return bool(app.rebalancing)
+    return health.tables_unsettled(app) is not None
 
 
 _customer_partitions: set[int] = set()

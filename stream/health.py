@@ -82,12 +82,9 @@ def readiness(app: Any, topics: Collection[str], unreachable: str | None = None)
         return Readiness(False, "stopping")
     if unreachable is not None:
         return Readiness(False, unreachable)
-    if app.rebalancing:
-        return Readiness(False, "rebalancing: partitions are being assigned and tables recovered")
-    if not app.tables.recovery.completed.is_set():
-        return Readiness(False, "waiting for a partition assignment (joining the consumer group)")
-    if app.in_recovery or not app.tables.actives_ready:
-        return Readiness(False, "recovering tables from their changelogs")
+    unsettled = tables_unsettled(app)
+    if unsettled is not None:
+        return Readiness(False, unsettled)
     owned = tuple(
         sorted(
             (tp.topic, tp.partition) for tp in app.assignor.assigned_actives() if tp.topic in topics
@@ -98,6 +95,22 @@ def readiness(app: Any, topics: Collection[str], unreachable: str | None = None)
             False, "no partitions assigned: an idle standby (more workers than partitions?)"
         )
     return Readiness(True, "partitions assigned and tables recovered", owned)
+
+
+def tables_unsettled(app: Any) -> str | None:
+    """Why the tables may not hold the worker's partitions as they stand now; None if they do.
+
+    From the moment partitions are revoked (Faust sets `rebalancing` from
+    the consumer thread) until recovery has read the changelogs of the new
+    ones, a newly assigned partition's keys are as this worker last saw them.
+    """
+    if app.rebalancing:
+        return "rebalancing: partitions are being assigned and tables recovered"
+    if not app.tables.recovery.completed.is_set():
+        return "waiting for a partition assignment (joining the consumer group)"
+    if app.in_recovery or not app.tables.actives_ready:
+        return "recovering tables from their changelogs"
+    return None
 
 
 def liveness(app: Any) -> tuple[bool, str]:

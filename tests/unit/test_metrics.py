@@ -255,6 +255,30 @@ def test_ready_lists_the_owned_input_partitions() -> None:
 
 
 @pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        ({}, None),
+        ({"actives": set()}, None),  # owning nothing, the tables hold all of it
+        ({"should_stop": True}, None),
+        ({"rebalancing": True}, "rebalancing"),
+        ({"recovered": False, "actives": set()}, "waiting for a partition assignment"),
+        ({"in_recovery": True}, "recovering tables"),
+        ({"actives_ready": False}, "recovering tables"),
+    ],
+)
+def test_tables_are_unsettled_from_a_revocation_to_the_end_of_recovery(
+    state: dict[str, Any], reason: str | None
+) -> None:
+    """What stops the timers that publish from the tables (stream.app._owned) and readiness."""
+    unsettled = health.tables_unsettled(FakeApp(**state))
+    if reason is None:
+        assert unsettled is None
+    else:
+        assert unsettled is not None
+        assert unsettled.startswith(reason), unsettled
+
+
+@pytest.mark.parametrize(
     ("state", "alive", "reason"),
     [
         ({}, True, "running"),
