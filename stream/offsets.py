@@ -12,11 +12,14 @@ with a non-zero end E it fetches from E - 1, which returns the whole last
 batch, and takes max(E, last offset seen + 1). It only ever raises an end
 to one past a record that exists, so on Apache Kafka, whose answer is
 already right, it changes nothing; it costs one small fetch per changelog
-partition, at recovery only.
+partition, at recovery only. A partition whose last record does not come
+within `wait_s` keeps the broker's end and is logged (a warning): its
+table may then recover short of its last batch.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -28,12 +31,14 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from stream.config import Security
 from stream.kafka import client_security
 
+log = logging.getLogger(__name__)
+
 
 async def true_end_offsets(
     ends: Mapping[TopicPartition, int | None],
     bootstrap: list[str],
     security: Security,
-    wait_s: float = 5.0,
+    wait_s: float = 10.0,
 ) -> dict[TopicPartition, int | None]:
     """`ends` with each end raised to one past the last record actually stored."""
     result = dict(ends)
@@ -59,6 +64,13 @@ async def true_end_offsets(
                 if records:
                     result[tp] = max(int(result[tp] or 0), records[-1].offset + 1)
                     pending.discard(tp)
+        if pending:
+            log.warning(
+                "no record came back from the end of %s in %.0f s: their ends stay as the "
+                "broker said, and a table may recover short of its last batch",
+                sorted(pending),
+                wait_s,
+            )
     finally:
         await consumer.stop()
     return result

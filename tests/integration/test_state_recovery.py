@@ -9,6 +9,7 @@ where it was, never from zero and never counted twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -146,7 +147,9 @@ async def test_committed_cart_adds_are_in_the_changelog_as_the_last_record_per_k
     assert len(records) <= 2 * len(customers), len(records)  # a commit may split a burst
 
 
-async def test_end_offsets_reach_the_last_record(deployment: Deployment) -> None:
+async def test_end_offsets_reach_the_last_record(
+    deployment: Deployment, caplog: pytest.LogCaptureFixture
+) -> None:
     """After three 3-record batches the verified end is 9, whatever the broker first says."""
     from aiokafka import AIOKafkaProducer
     from aiokafka.structs import TopicPartition
@@ -167,3 +170,12 @@ async def test_end_offsets_reach_the_last_record(deployment: Deployment) -> None
     assert await true_end_offsets(said, [deployment.broker.bootstrap], Security()) == {tp: 9}
     right = {tp: 9}
     assert await true_end_offsets(right, [deployment.broker.bootstrap], Security()) == {tp: 9}
+    # An end past every record (nothing comes back from it): kept as said, and said in the log.
+    beyond = {tp: 20}
+    with caplog.at_level(logging.WARNING, logger="stream.offsets"):
+        kept = await true_end_offsets(beyond, [deployment.broker.bootstrap], Security(), wait_s=1)
+    assert kept == {tp: 20}
+    assert [r.getMessage() for r in caplog.records if r.name == "stream.offsets"] == [
+        f"no record came back from the end of {[tp]} in 1 s: their ends stay as the broker "
+        "said, and a table may recover short of its last batch"
+    ]
