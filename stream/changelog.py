@@ -63,14 +63,23 @@ class Changelogs:
         """`table[key] = value`; its changelog record waits for the next `flush`.
 
         Call it while processing an event: the record goes to that event's
-        partition, as Faust's own table writes do.
+        partition, as Faust's own table writes do. The in-memory store is
+        told the key's partition too, as it is of each key it recovers, so
+        that once this worker no longer owns the partition, the end of its
+        next recovery drops the key (Faust's memory store tracks recovered
+        keys only: a worker kept every key it had ever written).
         """
         event = current_event()
         if event is None:
             raise RuntimeError(f"{table.name}: a table is written while processing an event")
-        table.data[key] = value  # RocksDB: the event's partition's database, as Faust's
+        partition = event.message.partition
+        store = table.data
+        store[key] = value  # RocksDB: the event's partition's database, as Faust's
+        owners = getattr(store, "_key_partition", None)  # faust.stores.memory.Store
+        if owners is not None:
+            owners[key] = partition
         self.app.sensors.on_table_set(table, key, value)
-        self._pending[(table.name, key)] = (table, event.message.partition, value)
+        self._pending[(table.name, key)] = (table, partition, value)
         if len(self._pending) >= self.limit:
             await self.flush()
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+from faust.stores.memory import Store as MemoryStore
 
 from stream import changelog
 from stream.changelog import Changelogs
@@ -122,6 +123,24 @@ async def test_each_record_goes_to_the_partition_of_the_event_that_wrote_it(
     await pending.put(carts, "b", 2)
     await pending.flush()
     assert sorted((k, p) for _, k, _, p in producer.sent) == [(b"a", 3), (b"b", 5)]
+
+
+async def test_a_key_written_here_leaves_the_memory_store_with_its_partition(
+    producer: Producer, partition: SimpleNamespace
+) -> None:
+    """Faust's memory store drops, at the end of a recovery, the keys of partitions not owned.
+
+    It knows the partitions of the keys it recovered; `put` tells it those of
+    the keys written here, so a worker that loses a partition lets them go.
+    """
+    carts = table("carts")
+    carts.data = MemoryStore("memory://", SimpleNamespace(conf=SimpleNamespace()), carts)
+    pending = logs(producer)
+    await pending.put(carts, "a", 1)
+    partition.partition = 5
+    await pending.put(carts, "b", 2)
+    await carts.data.on_recovery_completed({changelog.TP("carts-changelog", 5)}, set())
+    assert dict(carts.data.items()) == {"b": 2}
 
 
 async def test_the_limit_sends_everything_pending_at_once(producer: Producer) -> None:
