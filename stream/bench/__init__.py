@@ -45,13 +45,21 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--processors", default=",".join(KINDS), help=f"which of {','.join(KINDS)}")
     parser.add_argument("--partitions", type=int, default=8)
-    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=10.0,
+        help="length of the latency phase (> 1: its first second is warm-up, not counted)",
+    )
     parser.add_argument("--rate", type=int, default=1_000, help="adds/s in the latency phase")
     parser.add_argument("--pairs", type=int, default=250_000, help="memory: pairs to hold")
     parser.add_argument("--memory-customers", type=int, default=100_000)
     parser.add_argument("--capacity", type=int, default=100, help="neighbours kept per item")
     parser.add_argument("--json", default="bench.json", help="where the figures go")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.latency_seconds <= 1:
+        parser.error("--latency-seconds must be more than 1 (the first second is warm-up)")
+    return args
 
 
 def say(line: str) -> None:

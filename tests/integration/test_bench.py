@@ -66,3 +66,15 @@ def test_bench_measures_all_four_processors_and_the_memory(tmp_path: Path) -> No
     customers = figures["memory"]["customers"]
     assert customers["customers"] == 300 and customers["bytes_per_customer"] > 0
     assert "| pipeline x1 |" in done.stdout  # the README's table
+
+
+def test_a_latency_phase_of_one_second_or_less_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Its first second is warm-up: nothing would be left to measure (it crashed on that)."""
+    from stream.bench import parse_args
+
+    assert parse_args(["pipeline", "--latency-seconds=1.5"]).latency_seconds == 1.5
+    with pytest.raises(SystemExit):
+        parse_args(["pipeline", "--latency-seconds=1"])
+    assert "--latency-seconds must be more than 1" in capsys.readouterr().err
