@@ -85,7 +85,8 @@ def measure_customers(count: int, orders_each: int = 4, seed: int = 7) -> dict[s
     """What a worker holds per customer, `count` customers of `orders_each` orders (1-4 lines).
 
     The customers table's entries (id -> packed state, as `track_orders`
-    writes them) and the worker's derived index of them (`Population`: rank
+    writes them, and id -> partition, which Faust's memory store keeps for
+    every key) and the worker's derived index of them (`Population`: rank
     values and the re-scoring heap), built through the same functions.
     """
     rng = random.Random(seed)
@@ -115,6 +116,7 @@ def measure_customers(count: int, orders_each: int = 4, seed: int = 7) -> dict[s
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     table: dict[str, bytes] = {}
+    partitions: dict[str, int] = {}  # faust.stores.memory.Store._key_partition
     population = Population(Ranking.create(), interval=7 * DAY)
     for c, history in enumerate(events):
         state: CustomerState | None = None
@@ -126,6 +128,7 @@ def measure_customers(count: int, orders_each: int = 4, seed: int = 7) -> dict[s
                 event.customer_id, float(state.revenue), scores.predicted_clv, event.ts
             )
             table[event.customer_id] = pack(state)
+            partitions[event.customer_id] = 0
     del state, scores
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - before
