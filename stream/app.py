@@ -384,7 +384,7 @@ def value_summary(cid: str, state: CustomerState | None, at: float) -> dict[str,
 
 
 def _owned(topic: str) -> set[int] | None:
-    """The partitions of `topic` this worker owns now; None while a rebalance is under way.
+    """The partitions of `topic` this worker owns now; None while its tables are unsettled.
 
     From the moment partitions are revoked until the worker's tables have
     recovered its new ones, the tables may hold a newly assigned partition's
@@ -392,17 +392,19 @@ def _owned(topic: str) -> set[int] | None:
     or as far as its standby copy had read), and the worker losing one may
     still hold it: a timer that published from them then would send stale
     values over the current owner's. Timers skip such ticks, and stop
-    within one when a rebalance starts (`_rebalancing`).
+    within one when a rebalance starts (`_unsettled`).
     """
-    if _rebalancing():
+    if _unsettled():
         return None
     return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
 
 
-def _rebalancing() -> bool:
-    """Whether the tables may not hold this worker's partitions as they stand (not ready).
+def _unsettled() -> bool:
+    """Whether the tables may not hold this worker's partitions as they stand now.
 
-    From a revocation to the end of recovery; agents see no event meanwhile.
+    From a revocation to the end of recovery, and before the first one
+    (`health.tables_unsettled`, which readiness reads too); agents see no
+    event meanwhile.
     """
     return health.tables_unsettled(app) is not None
 
@@ -440,7 +442,7 @@ async def rescore_customers() -> None:
         as_of = max(now, state.last_ts or now)
         record, _ = customer_record(cid, state, as_of, assign_variant(cid, settings.holdout_share))
         await publish(customer_ltv_topic, cid.encode(), encode(record))
-        if _rebalancing():
+        if _unsettled():
             break  # the rest stay due (pop_due hands them out one at a time)
 
 
@@ -602,7 +604,7 @@ async def _publish_owned_rows(skus: list[str]) -> list[str]:
         row: ItemRow | None = item_rows.get(sku)
         if row is not None and row.partition in owned:
             await _publish_row(sku, row)
-            if _rebalancing():
+            if _unsettled():
                 return skus[done:]
     return []
 
