@@ -31,6 +31,7 @@ unreachable aiokafka logs each retry, about 200 lines a second.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -210,16 +211,30 @@ class RepeatFilter(logging.Filter):
 
 
 class Worker(faust.Worker):
-    """Faust's worker without its terminal spinner.
+    """Faust's worker without its terminal spinner, its start-up heap kept from the collector.
 
     At `-l warn` (Faust's default level) the spinner sets the root logger to
     DEBUG and spins on every record: aiokafka then formats a debug record
     per produced message and per fetch (seen: 9% of a busy worker's
     samples). Here the root logger stays at the level asked for.
+
+    Once started (the first recovery read, every agent running), the objects
+    alive then are frozen (`gc.freeze`): modules, classes, Faust's and
+    aiokafka's services, the recovered tables. About 100k objects in the
+    bench's worker, which every full collection walked: 47-60 ms pauses a
+    few seconds apart under load, each delaying the ~50 adds that arrived
+    meanwhile, as many as the 1% over p99 at 1,000 adds/s; frozen, 5-7 ms.
+    (Instagram's practice for long-lived CPython servers.) What it costs: an
+    object frozen then and later left in a reference cycle is never
+    collected; once, at start, so bounded.
     """
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None  # and the root logger keeps the level it was given
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        gc.freeze()
 
 
 def logging_config() -> dict[str, Any]:
