@@ -49,8 +49,16 @@ START: Final = 0.1
 """lifetimes' starting point: every log-parameter 0.1."""
 TOLERANCE: Final = 1e-7
 """lifetimes' default `tol` (BFGS: gradient norm of the mean negative log-likelihood)."""
-GRADIENT_OK: Final = 1e-5
-"""A run that stops on precision loss is accepted when its gradient is this small."""
+GRADIENT_OK: Final = 1e-4
+"""A run that stops on precision loss is accepted when its gradient is this small.
+
+The objective is the mean negative log-likelihood per customer: at 1e-4 a
+whole unit of any log-parameter moves it by a ten-thousandth. BFGS stops on
+precision loss where the likelihood is flat, as on the ridge of large a and
+b (no spread in dropout); how small the gradient is there depends on the
+processor's floating point: the 120-customer history of
+`test_python_m_stream_fit_ltv` passed under 1e-5 on the machines of earlier
+sessions and stopped at 1.7e-5 on a faster one (same code and wheels)."""
 SHOWN_BAD_LINES: Final = 20
 
 
