@@ -28,8 +28,11 @@ n_j moved), `rescore_customers` (customer-ltv as event time passes),
 `tick` (the watermark to each owned partition), `report_state_sizes`; and
 the ops block (health, lag, JSON logs, broker watch). Every worker follows
 `item-neighbors` into a `NeighborIndex`, so any worker answers any cart.
-Invalid input goes to `dead-letters` and the agent goes on. Delivery is
-at-least-once; state is idempotent (see each domain module).
+Agents take their events in batches and handle each on its own
+(stream/batches.py). Invalid input goes to `dead-letters` and the agent goes
+on; so does an event the handler raised on (reason `processing_error`, the
+traceback logged). Delivery is at-least-once; state is idempotent (see each
+domain module).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -50,9 +53,11 @@ from faust.types import EventT
 from prometheus_client import CollectorRegistry
 
 from stream import broker_watch, health
+from stream.batches import handle_each
 from stream.changelog import Changelogs
 from stream.codec import (
     MAX_DEAD_LETTER_BYTES,
+    PROCESSING_ERROR,
     InvalidEvent,
     check_key,
     dead_letter,
@@ -85,7 +90,7 @@ from stream.domain.cooccurrence import (
     newer,
     total_of,
 )
-from stream.domain.events import CartEvent, Event, PurchaseEvent, format_ts
+from stream.domain.events import CartEvent, Event, PurchaseEvent, SubscriptionEvent, format_ts
 from stream.domain.ltv import (
     CustomerState,
     apply_order,
@@ -306,37 +311,78 @@ def observe_latency(event: EventT[bytes]) -> None:
         metrics.event_to_emit.observe(max(0.0, time.time() - created))
 
 
-async def decoded(
-    stream: faust.StreamT[bytes], topic: str, decode: Callable[[bytes], E]
-) -> AsyncIterator[tuple[EventT[bytes], E]]:
-    """The stream's valid events; invalid records go to dead-letters, counted."""
-    async for event in stream.events():
-        try:
-            value = decode(event.value)
-            check_key(event.key, value)
-        except InvalidEvent as exc:
-            await publish(
-                dead_letters_topic,
-                event.key,
-                encode(
-                    dead_letter(
-                        reason=exc.reason,
-                        detail=exc.detail,
-                        topic=topic,
-                        partition=event.message.partition,
-                        offset=event.message.offset,
-                        original=event.value if isinstance(event.value, bytes) else b"",
-                        failed_at=now_ts(),
-                        key=event.key,
-                    )
-                ),
+async def dead_letter_event(event: EventT[bytes], topic: str, reason: str, detail: str) -> None:
+    """Send the record to dead-letters with why and its original bytes; count it."""
+    await publish(
+        dead_letters_topic,
+        event.key,
+        encode(
+            dead_letter(
+                reason=reason,
+                detail=detail,
+                topic=topic,
+                partition=event.message.partition,
+                offset=event.message.offset,
+                original=event.value if isinstance(event.value, bytes) else b"",
+                failed_at=now_ts(),
+                key=event.key,
             )
-            metrics.events_consumed.labels(topic, "invalid").inc()
-            metrics.dead_lettered.labels(topic, exc.reason).inc()
-            continue
-        metrics.events_consumed.labels(topic, value.type).inc()
-        clock.observe(value.ts)
-        yield event, value
+        ),
+    )
+    metrics.dead_lettered.labels(topic, reason).inc()
+
+
+def kept_on_error(topic: str) -> Callable[[EventT[bytes], Exception], Awaitable[None]]:
+    """What an agent does with an event its handler raised on: dead-letters, then the next.
+
+    Not bad input (that is InvalidEvent, below) but a bug this input found:
+    the traceback is logged and the record kept with its original bytes
+    (reason `processing_error`), so it neither stops the worker nor
+    vanishes, and can be replayed once fixed.
+    """
+
+    async def keep(event: EventT[bytes], exc: Exception) -> None:
+        log.exception(
+            "processing failed: %s to dead-letters",
+            topic,
+            extra={"partition": event.message.partition, "offset": event.message.offset},
+        )
+        await dead_letter_event(event, topic, PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
+
+    return keep
+
+
+async def accepted(event: EventT[bytes], topic: str, decode: Callable[[bytes], E]) -> E | None:
+    """The event's value if valid (counted); invalid records go to dead-letters (None)."""
+    try:
+        value = decode(event.value)
+        check_key(event.key, value)
+    except InvalidEvent as exc:
+        metrics.events_consumed.labels(topic, "invalid").inc()
+        await dead_letter_event(event, topic, exc.reason, exc.detail)
+        return None
+    metrics.events_consumed.labels(topic, value.type).inc()
+    clock.observe(value.ts)
+    return value
+
+
+def valid_only(
+    topic: str,
+    decode: Callable[[bytes], E],
+    agent: str,
+    handle: Callable[[EventT[bytes], E], Awaitable[None]],
+) -> Callable[[EventT[bytes]], Awaitable[None]]:
+    """An input topic's handler: `handle` on each valid value, timed; the invalid dead-lettered."""
+    timer = metrics.processing.labels(agent)
+
+    async def on_event(event: EventT[bytes]) -> None:
+        value = await accepted(event, topic, decode)
+        if value is not None:
+            started = time.perf_counter()
+            await handle(event, value)
+            timer.observe(time.perf_counter() - started)
+
+    return on_event
 
 
 # Rank cuts and re-scoring by event time (every STREAM_LTV_RESCORE_DAYS) over
@@ -449,23 +495,22 @@ async def rescore_customers() -> None:
 @app.agent(purchase_topic)
 async def track_orders(stream: faust.StreamT[bytes]) -> None:
     """Customer value per order or refund; basket fan-out to the item rows."""
-    timer = metrics.processing.labels("track_orders")
-    async for event, order in decoded(stream, T.purchase, decode_purchase):
-        started = time.perf_counter()
-        cid = order.customer_id
-        before = load_customer(cid)
-        if order.type == "order_completed":
-            state, changed = apply_order(
-                before, order, event.message.partition, event.message.offset
-            )
-        else:
-            state, changed = apply_refund(before, order)
-        redelivered = not changed and _is_redelivery(state, order, event)
-        if changed:
-            await put(customers, cid, pack(state))
-        if changed or redelivered:
-            await _emit_order_outputs(event, order, state, count=changed)
-        timer.observe(time.perf_counter() - started)
+    on_event = valid_only(T.purchase, decode_purchase, "track_orders", _on_purchase_event)
+    await handle_each(stream, on_event, kept_on_error(T.purchase))
+
+
+async def _on_purchase_event(event: EventT[bytes], order: PurchaseEvent) -> None:
+    cid = order.customer_id
+    before = load_customer(cid)
+    if order.type == "order_completed":
+        state, changed = apply_order(before, order, event.message.partition, event.message.offset)
+    else:
+        state, changed = apply_refund(before, order)
+    redelivered = not changed and _is_redelivery(state, order, event)
+    if changed:
+        await put(customers, cid, pack(state))
+    if changed or redelivered:
+        await _emit_order_outputs(event, order, state, count=changed)
 
 
 def _is_redelivery(state: CustomerState, order: PurchaseEvent, event: EventT[bytes]) -> bool:
@@ -540,32 +585,39 @@ async def publish_basket_counts() -> None:
 @app.agent(item_baskets_topic)
 async def count_pairs(stream: faust.StreamT[bytes]) -> None:
     """Count each basket into the row of each of its items (published by the timer below)."""
-    timer = metrics.processing.labels("count_pairs")
-    async for event in stream.events():
-        started = time.perf_counter()
-        target = event.message.partition
-        data = orjson.loads(event.value)
-        if "totals" in data:
-            for source, raw in data["totals"].items():
-                key = f"{target}:{source}"
-                told = BasketCount.from_json(raw)
-                known = basket_totals.get(key)
-                if newer(told, BasketCount.from_json(known) if known else None):
-                    await put(basket_totals, key, told.to_json())
-            continue
-        sku = event.key.decode()
-        row, changed = apply_basket(
-            item_rows.get(sku),
-            sku,
-            Basket.from_json(data),
-            decay,
-            settings.neighbor_capacity,
-            partition=target,
-        )
-        if changed:
-            await put(item_rows, sku, row)
-            _changed_rows[sku] = None
-        timer.observe(time.perf_counter() - started)
+    await handle_each(stream, _on_basket_record, kept_on_error(T.item_baskets))
+
+
+_pairs_timer = metrics.processing.labels("count_pairs")
+
+
+async def _on_basket_record(event: EventT[bytes]) -> None:
+    started = time.perf_counter()
+    target = event.message.partition
+    data = orjson.loads(event.value)
+    if "totals" in data:
+        for source, raw in data["totals"].items():
+            key = f"{target}:{source}"
+            told = BasketCount.from_json(raw)
+            known = basket_totals.get(key)
+            if newer(told, BasketCount.from_json(known) if known else None):
+                await put(basket_totals, key, told.to_json())
+        return
+    if not isinstance(event.key, bytes):
+        raise ValueError("a basket record without its item key")
+    sku = event.key.decode()
+    row, changed = apply_basket(
+        item_rows.get(sku),
+        sku,
+        Basket.from_json(data),
+        decay,
+        settings.neighbor_capacity,
+        partition=target,
+    )
+    if changed:
+        await put(item_rows, sku, row)
+        _changed_rows[sku] = None
+    _pairs_timer.observe(time.perf_counter() - started)
 
 
 # Rows changed since their record was sent, in order of change (a dict as an
@@ -657,20 +709,19 @@ async def refresh_item_neighbors() -> None:
 @app.agent(cart_topic)
 async def suggest_cross_sell(stream: faust.StreamT[bytes]) -> None:
     """Update the cart; answer each item_added with exactly one suggestion."""
-    timer = metrics.processing.labels("suggest_cross_sell")
-    async for event, change in decoded(stream, T.cart, decode_cart):
-        started = time.perf_counter()
-        cid = change.customer_id
-        position = (event.message.partition, event.message.offset)
-        cart, applied = apply_cart_event(carts.get(cid), change, position)
-        answer = change.type == "item_added" and (
-            applied or cart.seen.get(change.event_id) == position
-        )
-        if answer:
-            cart = await _answer_cart_add(event, change, cart)
-        if applied:
-            await put(carts, cid, cart)
-        timer.observe(time.perf_counter() - started)
+    on_event = valid_only(T.cart, decode_cart, "suggest_cross_sell", _on_cart_event)
+    await handle_each(stream, on_event, kept_on_error(T.cart))
+
+
+async def _on_cart_event(event: EventT[bytes], change: CartEvent) -> None:
+    cid = change.customer_id
+    position = (event.message.partition, event.message.offset)
+    cart, applied = apply_cart_event(carts.get(cid), change, position)
+    answer = change.type == "item_added" and (applied or cart.seen.get(change.event_id) == position)
+    if answer:
+        cart = await _answer_cart_add(event, change, cart)
+    if applied:
+        await put(carts, cid, cart)
 
 
 async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartState) -> CartState:
@@ -780,23 +831,26 @@ async def tick() -> None:
 @app.agent(ticks_topic)
 async def fire_renewals(stream: faust.StreamT[bytes]) -> None:
     """Fire the renewal windows that event time has reached on this partition."""
-    async for event in stream.events():
-        now = float(orjson.loads(event.value)["now"])
-        due = _renewals.get(event.message.partition, [])
-        for _ in range(RENEWALS_PER_TICK):
-            if not due or due[0][0] > now:
-                break
-            opens, sid = heapq.heappop(due)
-            if _renewal_due_at.get(sid) != opens:
-                continue  # superseded
-            state: SubscriptionState | None = subscriptions.get(sid)
-            if state is None:
-                continue
-            opened, fired = due_windows(state, now, settings.renewal_windows_days)
-            await put(subscriptions, sid, fired)
-            schedule_renewal(sid, fired)
-            for window, opens_at in opened:
-                await _announce_renewal(sid, fired, window, opens_at)
+    await handle_each(stream, _on_tick, kept_on_error(ticks_topic.get_topic_name()))
+
+
+async def _on_tick(event: EventT[bytes]) -> None:
+    now = float(orjson.loads(event.value)["now"])
+    due = _renewals.get(event.message.partition, [])
+    for _ in range(RENEWALS_PER_TICK):
+        if not due or due[0][0] > now:
+            break
+        opens, sid = heapq.heappop(due)
+        if _renewal_due_at.get(sid) != opens:
+            continue  # superseded
+        state: SubscriptionState | None = subscriptions.get(sid)
+        if state is None:
+            continue
+        opened, fired = due_windows(state, now, settings.renewal_windows_days)
+        await put(subscriptions, sid, fired)
+        schedule_renewal(sid, fired)
+        for window, opens_at in opened:
+            await _announce_renewal(sid, fired, window, opens_at)
 
 
 async def _announce_renewal(sid: str, state: SubscriptionState, window: int, now: float) -> None:
@@ -822,21 +876,25 @@ async def _announce_renewal(sid: str, state: SubscriptionState, window: int, now
 @app.agent(subscription_topic)
 async def track_subscriptions(stream: faust.StreamT[bytes]) -> None:
     """Keep each subscription's plan, price and renewal date."""
-    timer = metrics.processing.labels("track_subscriptions")
-    async for _event, change in decoded(stream, T.subscription, decode_subscription):
-        started = time.perf_counter()
-        before: SubscriptionState | None = subscriptions.get(change.subscription_id)
-        if before is not None and change.event_id not in before.recent_events:
-            # Windows of the current cycle that opened before this event fire
-            # first: a renewal, a new date or a cancellation replaces the cycle.
-            opened, before = due_windows(before, change.ts, settings.renewal_windows_days)
-            for window, opens_at in opened:
-                await _announce_renewal(change.subscription_id, before, window, opens_at)
-        state, applied = apply_subscription_event(before, change, _event.message.partition)
-        if applied:
-            await put(subscriptions, change.subscription_id, state)
-            schedule_renewal(change.subscription_id, state)
-        timer.observe(time.perf_counter() - started)
+    on_event = valid_only(
+        T.subscription, decode_subscription, "track_subscriptions", _on_subscription_event
+    )
+    await handle_each(stream, on_event, kept_on_error(T.subscription))
+
+
+async def _on_subscription_event(event: EventT[bytes], change: SubscriptionEvent) -> None:
+    sid = change.subscription_id
+    before: SubscriptionState | None = subscriptions.get(sid)
+    if before is not None and change.event_id not in before.recent_events:
+        # Windows of the current cycle that opened before this event fire
+        # first: a renewal, a new date or a cancellation replaces the cycle.
+        opened, before = due_windows(before, change.ts, settings.renewal_windows_days)
+        for window, opens_at in opened:
+            await _announce_renewal(sid, before, window, opens_at)
+    state, applied = apply_subscription_event(before, change, event.message.partition)
+    if applied:
+        await put(subscriptions, sid, state)
+        schedule_renewal(sid, state)
 
 
 @app.task

@@ -74,6 +74,10 @@ REASONS: Final[tuple[Reason, ...]] = (
     "too_many_lines",
     "bad_key",
 )
+# Not bad input but a bug that an input found: the agent's handler raised on a
+# valid event (stream/batches.py). Kept like invalid input, so it can be replayed.
+PROCESSING_ERROR: Final = "processing_error"
+DEAD_LETTER_REASONS: Final[tuple[str, ...]] = (*REASONS, PROCESSING_ERROR)
 
 MAX_EVENT_BYTES: Final = 1_048_576
 MAX_TEXT_CHARS: Final = 256

@@ -111,3 +111,66 @@ async def test_invalid_records_go_to_dead_letters_and_the_worker_goes_on(
         if name == "stream_events_consumed_total" and dict(labels)["type"] == "invalid"
     )
     assert invalid_consumed == len(sent)
+
+
+async def test_a_record_the_workers_code_raises_on_is_kept_and_the_agent_goes_on(
+    deployment: Deployment,
+) -> None:
+    """A record that breaks its agent's code goes to dead-letters as processing_error.
+
+    The internal item-baskets topic is read without the codec (the worker
+    writes it), so a foreign record there makes the item-rows agent raise:
+    it is kept with its bytes and the exception, and the agent goes on with
+    the rest of its batch and after it (the order's baskets are counted).
+    The module's worker is reused if the test above started one.
+    """
+    topics = deployment.topics
+    if not deployment.workers:
+        deployment.start_worker()
+    broken = b"\x00 not a basket record"
+    await deployment.produce(topics.item_baskets, [(b"dl-tripod", broken)])
+    order = {
+        **valid_order(1000),
+        "items": [
+            {"sku": "dl-tripod", "quantity": 1, "unit_price": 10.5},
+            {"sku": "dl-bag", "quantity": 1, "unit_price": 99.0},
+        ],
+    }
+    await deployment.produce(
+        topics.purchase, [(order["customer_id"].encode(), orjson.dumps(order))]
+    )
+
+    def broken_letters(records: list[Any]) -> list[dict[str, Any]]:
+        return [r for r in values(records) if r["topic"] == topics.item_baskets]
+
+    letters = broken_letters(
+        await deployment.read(topics.dead_letters, lambda rs: bool(broken_letters(rs)), settle=2.0)
+    )
+    assert len(letters) == 1, letters
+    letter = letters[0]
+    validate("dead-letter", letter)
+    assert letter["reason"] == "processing_error"
+    assert letter["detail"].startswith("JSONDecodeError")
+    assert base64.b64decode(letter["original"]) == broken
+    assert letter["key"] == "dl-tripod"
+
+    def paired(records: list[Any]) -> bool:
+        latest = {r["sku"]: r for r in values(records)}
+        return all(
+            sku in latest and other in {n["sku"] for n in latest[sku]["neighbors"]}
+            for sku, other in (("dl-tripod", "dl-bag"), ("dl-bag", "dl-tripod"))
+        )
+
+    await deployment.read(topics.item_neighbors, paired)
+    assert all(w.process.poll() is None for w in deployment.workers), deployment.logs()
+    counted = 0.0
+    for worker in deployment.workers:
+        for family in text_string_to_metric_families(await worker.metrics()):
+            for sample in family.samples:
+                if sample.name == "stream_events_dead_lettered_total" and sample.labels == {
+                    "topic": topics.item_baskets,
+                    "reason": "processing_error",
+                }:
+                    counted += sample.value
+    assert counted == 1
+    assert "processing failed" in deployment.logs()

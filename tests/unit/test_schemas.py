@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from stream.codec import REASONS, dead_letter, encode
+from stream.codec import DEAD_LETTER_REASONS, REASONS, dead_letter, encode
 from tests.examples import INVALID, VALID, Example
 from tests.schema_check import SCHEMAS, format_checker, load, validator
 
@@ -196,8 +196,9 @@ def test_trigger_offer_needs_sku_or_plan_id() -> None:
 
 
 def test_dead_letter_reasons_are_the_codec_reasons() -> None:
-    """The dead-letter schema's reason enum is exactly stream.codec.REASONS."""
-    assert tuple(load("dead-letter.schema.json")["properties"]["reason"]["enum"]) == REASONS
+    """The dead-letter schema's reasons: the codec's, then processing_error."""
+    enum = tuple(load("dead-letter.schema.json")["properties"]["reason"]["enum"])
+    assert enum == DEAD_LETTER_REASONS == (*REASONS, "processing_error")
 
 
 def test_dead_letter_original_must_be_base64() -> None:
