@@ -589,6 +589,7 @@ def test_alert_rules_are_well_formed() -> None:
     assert {rule["alert"] for rule in rules} >= {
         "ConsumerLagGrowing",
         "DeadLettersHigh",
+        "ProcessingErrors",
         "NoSuggestions",
         "LatencyP99High",
         "WorkerDown",
