@@ -53,7 +53,7 @@ from faust.types import EventT
 from prometheus_client import CollectorRegistry
 
 from stream import broker_watch, health
-from stream.batches import handle_each
+from stream.batches import Handler, handle_each
 from stream.changelog import Changelogs
 from stream.codec import (
     MAX_DEAD_LETTER_BYTES,
@@ -366,12 +366,21 @@ async def accepted(event: EventT[bytes], topic: str, decode: Callable[[bytes], E
     return value
 
 
+async def consume(stream: faust.StreamT[bytes], handle: Handler, topic: str) -> None:
+    """`handle` on every event of an agent's stream, taken in batches (STREAM_BATCH_WAIT_MS).
+
+    An event that `handle` raises on goes to dead-letters (`kept_on_error`).
+    """
+    within = settings.batch_wait_ms / 1000
+    await handle_each(stream, handle, kept_on_error(topic), within=within)
+
+
 def valid_only(
     topic: str,
     decode: Callable[[bytes], E],
     agent: str,
     handle: Callable[[EventT[bytes], E], Awaitable[None]],
-) -> Callable[[EventT[bytes]], Awaitable[None]]:
+) -> Handler:
     """An input topic's handler: `handle` on each valid value, timed; the invalid dead-lettered."""
     timer = metrics.processing.labels(agent)
 
@@ -496,7 +505,7 @@ async def rescore_customers() -> None:
 async def track_orders(stream: faust.StreamT[bytes]) -> None:
     """Customer value per order or refund; basket fan-out to the item rows."""
     on_event = valid_only(T.purchase, decode_purchase, "track_orders", _on_purchase_event)
-    await handle_each(stream, on_event, kept_on_error(T.purchase))
+    await consume(stream, on_event, T.purchase)
 
 
 async def _on_purchase_event(event: EventT[bytes], order: PurchaseEvent) -> None:
@@ -585,7 +594,7 @@ async def publish_basket_counts() -> None:
 @app.agent(item_baskets_topic)
 async def count_pairs(stream: faust.StreamT[bytes]) -> None:
     """Count each basket into the row of each of its items (published by the timer below)."""
-    await handle_each(stream, _on_basket_record, kept_on_error(T.item_baskets))
+    await consume(stream, _on_basket_record, T.item_baskets)
 
 
 _pairs_timer = metrics.processing.labels("count_pairs")
@@ -710,7 +719,7 @@ async def refresh_item_neighbors() -> None:
 async def suggest_cross_sell(stream: faust.StreamT[bytes]) -> None:
     """Update the cart; answer each item_added with exactly one suggestion."""
     on_event = valid_only(T.cart, decode_cart, "suggest_cross_sell", _on_cart_event)
-    await handle_each(stream, on_event, kept_on_error(T.cart))
+    await consume(stream, on_event, T.cart)
 
 
 async def _on_cart_event(event: EventT[bytes], change: CartEvent) -> None:
@@ -831,7 +840,7 @@ async def tick() -> None:
 @app.agent(ticks_topic)
 async def fire_renewals(stream: faust.StreamT[bytes]) -> None:
     """Fire the renewal windows that event time has reached on this partition."""
-    await handle_each(stream, _on_tick, kept_on_error(ticks_topic.get_topic_name()))
+    await consume(stream, _on_tick, ticks_topic.get_topic_name())
 
 
 async def _on_tick(event: EventT[bytes]) -> None:
@@ -879,7 +888,7 @@ async def track_subscriptions(stream: faust.StreamT[bytes]) -> None:
     on_event = valid_only(
         T.subscription, decode_subscription, "track_subscriptions", _on_subscription_event
     )
-    await handle_each(stream, on_event, kept_on_error(T.subscription))
+    await consume(stream, on_event, T.subscription)
 
 
 async def _on_subscription_event(event: EventT[bytes], change: SubscriptionEvent) -> None:

@@ -4,13 +4,20 @@ Faust's per-event iteration (`async for event in stream.events()`) costs an
 agent a turn of Faust's stream machinery for every event: its generator,
 its sensors, its ack. `take_events` runs that iteration in the background
 and hands the agent a list at a time: up to BATCH_MAX events, or what came
-within BATCH_WAIT_S of the first. Measured on the bench (`python -m stream
-bench pipeline --processors pipeline --events 10000 --runs 1`, three
-interleaved pairs, per-event against batches): 3,245 / 3,247 / 3,246 ->
-3,885 / 3,873 / 3,857 events/s, 0.29 -> 0.24-0.25 CPU ms an event; p99 from
-add to suggestion at 1,000 adds/s unchanged (28.8 / 24.4 / 23.7 against
-24.0 / 23.8 / 24.6 ms). An idle worker polls for its batches: 9.8% -> 12.1%
-of a core with the embedded broker's 10 ms fetch wait.
+within `within` of the first (STREAM_BATCH_WAIT_MS, 2 ms by default).
+
+Measured on the bench (`python -m stream bench pipeline --events 10000
+--runs 1`, interleaved runs): per event against batches at 2 ms, three
+pairs (`--processors pipeline`): 3,245 / 3,247 / 3,246 -> 3,885 / 3,873 /
+3,857 events/s, 0.29 -> 0.24-0.25 CPU ms an event, p99 from add to
+suggestion at 1,000 adds/s unchanged (28.8 / 24.4 / 23.7 against 24.0 /
+23.8 / 24.6 ms). The wait trades CPU for latency; two rounds of 2, 5 and
+10 ms (`--processors relay,pipeline`): 3,867 / 3,863, 4,258 / 3,877 and
+4,835 / 4,840 events/s (0.24, 0.21-0.22, 0.20 CPU ms), p50 16.4 / 16.2,
+18.8 / 17.4 and 24.4 / 21.1 ms, p99 25.8 / 31.9, 33.2 / 27.4 and 45.1 /
+31.8 ms (the relay's 18-21). An idle
+worker polls for its batches: 9.8% -> 12.1% of a core at 2 ms, with the
+embedded broker's 10 ms fetch wait.
 
 Each event of a batch is handled as Faust's own iteration would handle it:
 the task's current event (`faust.streams.current_event()`) is set to it
@@ -44,7 +51,6 @@ from faust.streams import _current_event
 from faust.types import EventT
 
 BATCH_MAX = 500  # events a batch at most
-BATCH_WAIT_S = 0.002  # an event waits at most this long for others to join its batch
 
 Handler = Callable[[EventT[bytes]], Awaitable[None]]
 ErrorHandler = Callable[[EventT[bytes], Exception], Awaitable[None]]
@@ -60,10 +66,13 @@ async def handle_each(
     handle: Handler,
     on_error: ErrorHandler,
     *,
+    within: float,
     max_events: int = BATCH_MAX,
-    within: float = BATCH_WAIT_S,
 ) -> None:
     """Run `handle` on every event of the stream, in order, taken in batches.
+
+    A batch is what came within `within` seconds of its first event (at most
+    `max_events`): the longest an event waits for the others.
 
     An exception from `handle` goes to `on_error` with its event, and the
     next event is handled; cancellation (a stop) is not caught.

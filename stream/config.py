@@ -142,6 +142,9 @@ class Settings:
     # How often table writes' changelog records (the last per key) are sent;
     # also before every offset commit (stream/changelog.py).
     changelog_interval_ms: int = 200
+    # How long an event waits for others to join its agent's batch
+    # (stream/batches.py): CPU an event against latency.
+    batch_wait_ms: int = 2
     topics: Topics = field(default_factory=Topics)
     security: Security = field(default_factory=Security)
 
@@ -217,6 +220,7 @@ class Settings:
                 _positive_int,
                 defaults.changelog_interval_ms,
             ),
+            batch_wait_ms=_get(env, "STREAM_BATCH_WAIT_MS", _positive_int, defaults.batch_wait_ms),
             topics=Topics(
                 **{
                     name: _get(env, var, _nonempty, getattr(defaults.topics, name))
@@ -273,6 +277,7 @@ _KNOWN = frozenset(
         "STREAM_LIVE_CLOCK",
         "STREAM_FETCH_MAX_WAIT_MS",
         "STREAM_CHANGELOG_INTERVAL_MS",
+        "STREAM_BATCH_WAIT_MS",
         "STREAM_SECURITY_PROTOCOL",
         "STREAM_SASL_MECHANISM",
         "STREAM_SASL_USERNAME",

@@ -28,6 +28,12 @@ import orjson
 
 from stream.bench.memory import measure_memory
 from stream.bench.pipeline import KINDS, run_all
+from stream.config import Settings, SettingsError
+
+# What the bench itself gives each processor: its broker and namespace.
+BENCH_OWNED = frozenset(
+    {"STREAM_BROKER", "STREAM_APP_ID", "STREAM_PARTITIONS", "STREAM_DATA_DIR", "STREAM_WEB_PORT"}
+)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -56,9 +62,29 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--memory-customers", type=int, default=100_000)
     parser.add_argument("--capacity", type=int, default=100, help="neighbours kept per item")
     parser.add_argument("--json", default="bench.json", help="where the figures go")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="STREAM_NAME=VALUE",
+        help="a setting for the pipeline's workers, e.g. STREAM_BATCH_WAIT_MS=10 (repeatable; "
+        "the bench's own environment's STREAM_* variables are not passed on)",
+    )
     args = parser.parse_args(argv)
     if args.latency_seconds <= 1:
         parser.error("--latency-seconds must be more than 1 (the first second is warm-up)")
+    args.pipeline_settings = {}
+    for setting in args.setting:
+        name, equals, value = setting.partition("=")
+        if not equals or not name.startswith("STREAM_"):
+            parser.error(f"--setting {setting!r}: give STREAM_NAME=VALUE")
+        if name in BENCH_OWNED or name.startswith("STREAM_TOPIC_"):
+            parser.error(f"--setting {name}: the bench sets it (broker, namespace, partitions)")
+        args.pipeline_settings[name] = value
+    try:
+        Settings.from_env(args.pipeline_settings)
+    except SettingsError as exc:
+        parser.error(f"--setting: {exc}")
     return args
 
 
@@ -87,6 +113,7 @@ def main(argv: Sequence[str]) -> int:
                 rate=args.rate,
                 progress=say,
                 kinds=tuple(args.processors.split(",")),
+                pipeline_settings=args.pipeline_settings,
             )
         )
     if args.what in ("all", "memory"):

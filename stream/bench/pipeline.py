@@ -124,6 +124,7 @@ class Installation:
     broker: EmbeddedBroker
     partitions: int
     directory: Path
+    pipeline_settings: dict[str, str] = field(default_factory=dict)  # STREAM_* for the workers
     prefix: str = field(default_factory=lambda: f"b{uuid.uuid4().hex[:8]}")
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     ports: list[int] = field(default_factory=list)
@@ -131,6 +132,8 @@ class Installation:
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
+        if self.kind == "pipeline":
+            env.update(self.pipeline_settings)
         env.update(
             STREAM_BROKER=self.broker.url,
             STREAM_APP_ID=f"{self.prefix}-app",
@@ -349,9 +352,10 @@ async def measure(
     latency_seconds: float,
     rate: int,
     seed: int,
+    pipeline_settings: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One run of one processor: throughput over the workload, then latency at `rate` adds/s."""
-    installation = Installation(kind, broker, partitions, directory)
+    installation = Installation(kind, broker, partitions, directory, dict(pipeline_settings or {}))
     await installation.create_topics()
     await produce(broker.bootstrap, installation.settings, workload.events)
     async with Receiver(broker.bootstrap, installation.answers) as receiver:
@@ -469,6 +473,7 @@ async def run_all(
     rate: int,
     progress: Callable[[str], None],
     kinds: tuple[str, ...] = KINDS,
+    pipeline_settings: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Every processor, `runs` times, interleaved; medians and the pipeline's ratios."""
     workload = Workload.generate(events, customers)
@@ -491,6 +496,7 @@ async def run_all(
                         latency_seconds=latency_seconds if count == workers[0] else 0.0,
                         rate=rate,
                         seed=100 + run,
+                        pipeline_settings=pipeline_settings,
                     )
                     progress(f"  {_line(figures)}")
                     raw.setdefault(name, []).append(figures)
@@ -519,6 +525,7 @@ async def run_all(
             "partitions": partitions,
         },
         "runs": runs,
+        "pipeline_settings": dict(pipeline_settings or {}),
         "medians": medians,
         "ratios": ratios,
         "all_runs": raw,

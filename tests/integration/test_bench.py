@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import orjson
 import pytest
@@ -35,6 +37,7 @@ def test_bench_measures_all_four_processors_and_the_memory(tmp_path: Path) -> No
             "--rate=50",
             "--pairs=2000",
             "--memory-customers=300",
+            "--setting=STREAM_BATCH_WAIT_MS=5",
             f"--json={out}",
         ],
         cwd=ROOT,
@@ -63,6 +66,7 @@ def test_bench_measures_all_four_processors_and_the_memory(tmp_path: Path) -> No
         "pipeline_vs_batched_throughput",
         "pipeline_vs_batched_p99_latency",
     }
+    assert figures["pipeline"]["pipeline_settings"] == {"STREAM_BATCH_WAIT_MS": "5"}
     customers = figures["memory"]["customers"]
     assert customers["customers"] == 300 and customers["bytes_per_customer"] > 0
     assert "| pipeline x1 |" in done.stdout  # the README's table
@@ -78,3 +82,40 @@ def test_a_latency_phase_of_one_second_or_less_is_refused(
     with pytest.raises(SystemExit):
         parse_args(["pipeline", "--latency-seconds=1"])
     assert "--latency-seconds must be more than 1" in capsys.readouterr().err
+
+
+def test_settings_go_to_the_pipelines_workers_and_only_valid_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--setting STREAM_NAME=VALUE` reaches the pipeline's workers, not the baselines."""
+    from stream.bench import parse_args
+    from stream.bench.pipeline import Installation
+
+    args = parse_args(
+        [
+            "pipeline",
+            "--setting",
+            "STREAM_BATCH_WAIT_MS=10",
+            "--setting=STREAM_FETCH_MAX_WAIT_MS=50",
+        ]
+    )
+    assert args.pipeline_settings == {
+        "STREAM_BATCH_WAIT_MS": "10",
+        "STREAM_FETCH_MAX_WAIT_MS": "50",
+    }
+    broker: Any = SimpleNamespace(url="kafka://127.0.0.1:9")
+    pipeline = Installation("pipeline", broker, 2, tmp_path, args.pipeline_settings)
+    relay = Installation("relay", broker, 2, tmp_path, args.pipeline_settings)
+    assert (pipeline.settings.batch_wait_ms, pipeline.settings.fetch_max_wait_ms) == (10, 50)
+    assert pipeline.env["STREAM_BROKER"] == "kafka://127.0.0.1:9"
+    assert "STREAM_BATCH_WAIT_MS" not in relay.env
+    for bad, says in [
+        ("STREAM_BATCH_WAIT_MS=0", "must be an integer >= 1"),
+        ("STREAM_NO_SUCH=1", "unknown setting STREAM_NO_SUCH"),
+        ("STREAM_BROKER=kafka://elsewhere:9092", "the bench sets it"),
+        ("STREAM_TOPIC_CART=mine", "the bench sets it"),
+        ("BATCH_WAIT_MS=10", "give STREAM_NAME=VALUE"),
+    ]:
+        with pytest.raises(SystemExit):
+            parse_args(["pipeline", f"--setting={bad}"])
+        assert says in capsys.readouterr().err, bad
