@@ -53,7 +53,7 @@ from faust.types import EventT
 from prometheus_client import CollectorRegistry
 
 from stream import broker_watch, health
-from stream.batches import Handler, handle_each
+from stream.batches import ErrorHandler, Handler, handle_each
 from stream.changelog import Changelogs
 from stream.codec import (
     MAX_DEAD_LETTER_BYTES,
@@ -332,7 +332,7 @@ async def dead_letter_event(event: EventT[bytes], topic: str, reason: str, detai
     metrics.dead_lettered.labels(topic, reason).inc()
 
 
-def kept_on_error(topic: str) -> Callable[[EventT[bytes], Exception], Awaitable[None]]:
+def kept_on_error(topic: str) -> ErrorHandler:
     """What an agent does with an event its handler raised on: dead-letters, then the next.
 
     Not bad input (that is InvalidEvent, below) but a bug this input found:

@@ -15,9 +15,8 @@ suggestion at 1,000 adds/s unchanged (28.8 / 24.4 / 23.7 against 24.0 /
 10 ms (`--processors relay,pipeline`): 3,867 / 3,863, 4,258 / 3,877 and
 4,835 / 4,840 events/s (0.24, 0.21-0.22, 0.20 CPU ms), p50 16.4 / 16.2,
 18.8 / 17.4 and 24.4 / 21.1 ms, p99 25.8 / 31.9, 33.2 / 27.4 and 45.1 /
-31.8 ms (the relay's 18-21). An idle
-worker polls for its batches: 9.8% -> 12.1% of a core at 2 ms, with the
-embedded broker's 10 ms fetch wait.
+31.8 ms (the relay's 18-21). An idle worker polls for its batches: 9.8%
+-> 12.1% of a core at 2 ms, with the embedded broker's 10 ms fetch wait.
 
 Each event of a batch is handled as Faust's own iteration would handle it:
 the task's current event (`faust.streams.current_event()`) is set to it
