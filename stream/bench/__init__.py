@@ -27,13 +27,8 @@ from typing import Any
 import orjson
 
 from stream.bench.memory import measure_memory
-from stream.bench.pipeline import KINDS, run_all
+from stream.bench.pipeline import BENCH_SETTINGS, KINDS, run_all
 from stream.config import Settings, SettingsError
-
-# What the bench itself gives each processor: its broker and namespace.
-BENCH_OWNED = frozenset(
-    {"STREAM_BROKER", "STREAM_APP_ID", "STREAM_PARTITIONS", "STREAM_DATA_DIR", "STREAM_WEB_PORT"}
-)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -78,7 +73,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         name, equals, value = setting.partition("=")
         if not equals or not name.startswith("STREAM_"):
             parser.error(f"--setting {setting!r}: give STREAM_NAME=VALUE")
-        if name in BENCH_OWNED or name.startswith("STREAM_TOPIC_"):
+        if name in BENCH_SETTINGS:
             parser.error(f"--setting {name}: the bench sets it (broker, namespace, partitions)")
         args.pipeline_settings[name] = value
     try:

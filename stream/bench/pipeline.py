@@ -62,6 +62,18 @@ from stream.domain.cooccurrence import basket_items
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("passthrough", "relay", "pipeline", "batched")
+# What the bench gives every processor itself (its broker, namespace, data and web port,
+# the last on the command line): `--setting` may not change these.
+BENCH_SETTINGS = frozenset(
+    {
+        "STREAM_BROKER",
+        "STREAM_APP_ID",
+        "STREAM_PARTITIONS",
+        "STREAM_DATA_DIR",
+        "STREAM_WEB_PORT",
+        *_TOPIC_VARS.values(),
+    }
+)
 BASELINES = ("passthrough", "relay", "batched")
 
 

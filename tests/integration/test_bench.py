@@ -113,7 +113,7 @@ def test_settings_go_to_the_pipelines_workers_and_only_valid_ones(
         ("STREAM_BATCH_WAIT_MS=0", "must be an integer >= 1"),
         ("STREAM_NO_SUCH=1", "unknown setting STREAM_NO_SUCH"),
         ("STREAM_BROKER=kafka://elsewhere:9092", "the bench sets it"),
-        ("STREAM_TOPIC_CART=mine", "the bench sets it"),
+        ("STREAM_TOPIC_CART_EVENTS=mine", "the bench sets it"),
         ("BATCH_WAIT_MS=10", "give STREAM_NAME=VALUE"),
     ]:
         with pytest.raises(SystemExit):
