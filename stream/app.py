@@ -164,7 +164,7 @@ if settings.broker:
 registry = CollectorRegistry()
 metrics = Metrics.create(registry)
 setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="stream_faust")
-app.monitor = FaustSensors(metrics=app.monitor._metrics)  # type: ignore[attr-defined]
+app.monitor = FaustSensors(app.monitor._metrics, registry)  # type: ignore[attr-defined]
 
 # --- ops: health and logging ---
 # /health/live and /health/ready for orchestrators, the consumer lag gauge, and

@@ -450,7 +450,12 @@ class _Stream:
 def _sensor_samples(monitor_class: type[Any]) -> dict[tuple[str, tuple[Any, ...]], float]:
     """Every stream_faust_* sample after the same calls on a fresh registry."""
     registry = CollectorRegistry()
-    monitor = monitor_class(metrics=FaustMetrics.create(registry, "stream_faust"))
+    metrics = FaustMetrics.create(registry, "stream_faust")
+    clock = itertools.count(step=0.25).__next__  # every event takes 250 ms: the same sums
+    if monitor_class is FaustSensors:
+        monitor = FaustSensors(metrics, registry, time=clock)
+    else:
+        monitor = monitor_class(metrics=metrics, time=clock)
     stream, table = _Stream(), SimpleNamespace(name="carts")
     for offset, (topic, partition) in enumerate(
         itertools.product(["cart-events", "purchase-events"], [0, 1, 0])
@@ -459,10 +464,16 @@ def _sensor_samples(monitor_class: type[Any]) -> dict[tuple[str, tuple[Any, ...]
         message = Message(topic, partition, offset, 0.0, 0, None, b"k", b"v", None)
         monitor.on_message_in(tp, offset, message)
         monitor.track_tp_end_offset(tp, offset + 10)
-        monitor.on_stream_event_in(tp, offset, stream, SimpleNamespace(message=message))
+        event = SimpleNamespace(message=message)
+        state = monitor.on_stream_event_in(tp, offset, stream, event)
         monitor.on_table_get(table, "k")
         monitor.on_table_set(table, "k", "v")
+        if offset % 2:
+            monitor.on_table_del(table, "k")
         monitor.on_send_initiated(None, f"{topic}-out", None, 1, 1)
+        if offset < 4:  # two events and their records still in flight
+            monitor.on_stream_event_out(tp, offset, stream, event, state)
+            monitor.on_message_out(tp, offset, message)
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in registry.collect()
@@ -471,10 +482,12 @@ def _sensor_samples(monitor_class: type[Any]) -> dict[tuple[str, tuple[Any, ...]
     }
 
 
-def test_cached_faust_sensors_export_what_fausts_own_do() -> None:
-    """FaustSensors keeps labelled children; the series and values are Faust's own."""
+def test_faust_sensors_export_what_fausts_own_do() -> None:
+    """FaustSensors counts in the monitor and reads at scrape; the series and values are Faust's."""
     ours, fausts = _sensor_samples(FaustSensors), _sensor_samples(PrometheusMonitor)
     assert ours == fausts
+    assert ours[("stream_faust_active_messages", ())] == 2
+    assert ours[("stream_faust_events_runtime_ms_count", ())] == 4
     received = ("stream_faust_messages_received_per_topic_total", (("topic", "cart-events"),))
     assert ours[received] == 3
     end = (
