@@ -403,7 +403,12 @@ async def measure(
             finished = time.perf_counter()
             cpu = installation.cpu_seconds() - cpu_at_first
             assert receiver.first is not None
-            elapsed = max(finished if kind == "pipeline" else receiver.last, 1e-9) - receiver.first
+            elapsed = (finished if kind == "pipeline" else receiver.last) - receiver.first
+            if elapsed <= 0:  # e.g. (d) answered a small workload in one burst
+                raise RuntimeError(
+                    f"{kind}: all {receiver.count} outputs arrived in one fetch;"
+                    " too few --events to time"
+                )
             result: dict[str, Any] = {
                 "events": len(workload.events),
                 "seconds": elapsed,
