@@ -15,6 +15,10 @@ the same generated workload (the demo shop's cart sessions and orders):
 Throughput: the workload is loaded into the input topics first, then the
 processor starts; events/s = input events / (time of the last output - time
 of the first), timed by the bench's consumer, so start-up is not counted.
+The pipeline's workers start first instead and the workload follows once
+every one of them is ready (`/health/ready`) and together they own every
+input partition: with N workers the group would otherwise rebalance, and
+recover tables, while each late worker joins in the middle of the timed span.
 (a) and (b) are done when every event came out; (c) when its agents have
 processed every item_added, every order and every basket record fanned out
 to the item rows (the workers' own counters, read from /metrics every 250 ms
@@ -59,6 +63,7 @@ from stream.broker import EmbeddedBroker, ensure_topics, free_port
 from stream.config import _TOPIC_VARS, Settings, Topics
 from stream.demo import DemoEvent, DemoFeed
 from stream.domain.cooccurrence import basket_items
+from stream.health import READY_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("passthrough", "relay", "pipeline", "batched")
@@ -240,6 +245,21 @@ class Installation:
                 tail = log.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{self.kind} worker {n} exited {process.returncode}:\n{tail}")
 
+    async def settled(self) -> bool:
+        """Every pipeline worker ready and, together, owning every input partition."""
+        inputs = {self.settings.topics.cart, self.settings.topics.purchase}
+        owned: set[tuple[str, int]] = set()
+        for port in self.ports:
+            try:
+                status = orjson.loads(await _get(port, READY_PATH))
+            except (OSError, orjson.JSONDecodeError):
+                return False
+            if not status.get("ready"):
+                return False
+            for topic, partitions in status["partitions"].items():
+                owned.update((topic, p) for p in partitions if topic in inputs)
+        return len(owned) == len(inputs) * self.partitions
+
     async def processed(self, agent: str) -> float:
         """Records `agent` has processed, summed over the pipeline's workers (from /metrics)."""
         total = 0.0
@@ -369,10 +389,14 @@ async def measure(
     """One run of one processor: throughput over the workload, then latency at `rate` adds/s."""
     installation = Installation(kind, broker, partitions, directory, dict(pipeline_settings or {}))
     await installation.create_topics()
-    await produce(broker.bootstrap, installation.settings, workload.events)
+    if kind != "pipeline":
+        await produce(broker.bootstrap, installation.settings, workload.events)
     async with Receiver(broker.bootstrap, installation.answers) as receiver:
         installation.start(workers)
         try:
+            if kind == "pipeline":
+                await until(installation.settled, installation, 300, "a settled group", poll=0.5)
+                await produce(broker.bootstrap, installation.settings, workload.events)
             if kind == "pipeline":
                 wanted = {
                     "suggest_cross_sell": workload.adds,

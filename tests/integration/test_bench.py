@@ -33,6 +33,7 @@ def test_bench_measures_all_four_processors_and_the_memory(tmp_path: Path) -> No
             "--customers=50",
             "--runs=1",
             "--partitions=2",
+            "--workers=1,2",  # two: they settle as a group before the workload goes in
             "--latency-seconds=3",
             "--rate=50",
             "--pairs=2000",
@@ -48,7 +49,15 @@ def test_bench_measures_all_four_processors_and_the_memory(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr[-3000:]
     figures = orjson.loads(out.read_bytes())
     medians = figures["pipeline"]["medians"]
-    assert set(medians) == {"passthrough x1", "relay x1", "pipeline x1", "batched x1"}
+    assert set(medians) == {
+        "passthrough x1",
+        "relay x1",
+        "pipeline x1",
+        "pipeline x2",
+        "batched x1",
+    }
+    # Latency is measured at the first worker count only.
+    assert medians.pop("pipeline x2")["events_per_s"] > 0
     for name, m in medians.items():
         assert m["events"] == 2000, name
         assert m["events_per_s"] > 0, name
