@@ -19,10 +19,11 @@ The pipeline's clock starts instead once its group has settled: every
 worker ready (`/health/ready`) and together owning every input partition;
 the events handled before are not counted. With N workers the group
 rebalances, and recovers tables, as each late worker joins: that is start-up
-too. (Starting the workers first and sending the workload once they settled
-would time them on events that arrive while they run, and on this VM one
-worker handled those about 25% slower than a backlog: 4,290 against 5,600
-events/s, 0.22 against 0.16 CPU ms an event.)
+too. The workload is a backlog for every processor alike; for the pipeline
+that flatters: its cart adds run ahead of the orders that build the
+co-occurrence index and are answered from an emptier index (fewer offers
+and triggers) than the same events arriving in order, which one worker
+handled about 25% slower (README, "Performance").
 (a) and (b) are done when every event came out; (c) when its agents have
 processed every item_added, every order and every basket record fanned out
 to the item rows (the workers' own counters, read from /metrics every 250 ms
