@@ -20,10 +20,10 @@ worker ready (`/health/ready`) and together owning every input partition;
 the events handled before are not counted. With N workers the group
 rebalances, and recovers tables, as each late worker joins: that is start-up
 too. The workload is a backlog for every processor alike; for the pipeline
-that flatters: its cart adds run ahead of the orders that build the
-co-occurrence index and are answered from an emptier index (fewer offers
-and triggers) than the same events arriving in order, which one worker
-handled about 25% slower (README, "Performance").
+that flatters: its cart adds can run ahead of the orders that build the
+co-occurrence index and meet an emptier index (fewer offers and triggers
+to send) than the same events arriving in order, which one worker handled
+about 25% slower (README, "Performance").
 (a) and (b) are done when every event came out; (c) when its agents have
 processed every item_added, every order and every basket record fanned out
 to the item rows (the workers' own counters, read from /metrics every 250 ms
