@@ -40,6 +40,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("what", nargs="?", choices=["all", "pipeline", "memory"], default="all")
     parser.add_argument("--events", type=int, default=20_000, help="workload size (events)")
     parser.add_argument("--customers", type=int, default=2_000, help="customers in the workload")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=500,
+        help="orders the pipeline learns from before its clock starts",
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs per processor (median)")
     parser.add_argument(
         "--workers", default="1", help="pipeline worker counts, e.g. 1,2,4 (baselines: the first)"
@@ -101,6 +107,7 @@ def main(argv: Sequence[str]) -> int:
             run_all(
                 events=args.events,
                 customers=args.customers,
+                history=args.history,
                 runs=args.runs,
                 workers=[int(n) for n in args.workers.split(",")],
                 partitions=args.partitions,
@@ -134,7 +141,8 @@ def report(figures: dict[str, Any]) -> str:
         lines += [
             f"Workload: {w['events']:,} events ({w['item_added']:,} item_added, "
             f"{w['orders']:,} orders, {w['basket_records']:,} basket records), "
-            f"{w['customers']:,} customers, {w['partitions']} partitions; "
+            f"{w['customers']:,} customers, {w['partitions']} partitions; the pipeline "
+            f"learnt {w['history_orders']:,} earlier orders first; "
             f"medians of {pipeline['runs']} runs.",
             "",
             "| processor | events/s | CPU ms/event | p50 add->answer (ms) | p99 (ms) |",

@@ -35,6 +35,7 @@ def test_bench_measures_all_four_processors_and_the_memory(tmp_path: Path) -> No
             "bench",
             "--events=2000",  # (d) answers a few hundred in one burst: untimeable
             "--customers=50",
+            "--history=200",
             "--runs=1",
             "--partitions=2",
             "--latency-seconds=3",
@@ -55,7 +56,7 @@ def test_bench_measures_all_four_processors_and_the_memory(tmp_path: Path) -> No
     assert set(medians) == {"passthrough x1", "relay x1", "pipeline x1", "batched x1"}
     for name, m in medians.items():
         assert m["events"] == 2000, name
-        # The pipeline's clock starts once its worker is ready: a few events may come before.
+        # The pipeline's clock starts once the workload is in: a few events may come before.
         assert 1000 <= m["timed_events"] <= 2000, name
         assert m["events_per_s"] > 0, name
         # The first second of probes is warm-up; the other two seconds' are all answered.
@@ -73,6 +74,7 @@ def test_bench_measures_all_four_processors_and_the_memory(tmp_path: Path) -> No
         "pipeline_vs_batched_p99_latency",
     }
     assert figures["pipeline"]["pipeline_settings"] == {"STREAM_BATCH_WAIT_MS": "5"}
+    assert figures["pipeline"]["workload"]["history_orders"] == 200
     customers = figures["memory"]["customers"]
     assert customers["customers"] == 300 and customers["bytes_per_customer"] > 0
     assert "| pipeline x1 |" in done.stdout  # the README's table
