@@ -23,7 +23,7 @@ from weakref import WeakKeyDictionary
 
 from faust.sensors.monitor import Monitor
 from faust.sensors.prometheus import PrometheusMonitor
-from faust.types import TP, CollectionT, EventT, Message, PendingMessage, ProducerT, StreamT
+from faust.types import TP, EventT, PendingMessage, ProducerT, StreamT
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -255,13 +255,14 @@ class FaustSensors(PrometheusMonitor):
             child = self._labelled[key] = metric.labels(*labels)
         return child
 
-    # Per record and per event: the base Monitor's counts only (read at scrape time).
-
-    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
-        Monitor.on_message_in(self, tp, offset, message)
-
-    def on_message_out(self, tp: TP, offset: int, message: Message) -> None:
-        Monitor.on_message_out(self, tp, offset, message)
+    # Per record and per event: the base Monitor's counts only (read at scrape time),
+    # its own methods bound here over PrometheusMonitor's.
+    on_message_in = Monitor.on_message_in
+    on_message_out = Monitor.on_message_out
+    track_tp_end_offset = Monitor.track_tp_end_offset  # for every record fetched
+    on_table_get = Monitor.on_table_get
+    on_table_set = Monitor.on_table_set
+    on_table_del = Monitor.on_table_del
 
     def on_stream_event_in(
         self, tp: TP, offset: int, stream: StreamT[Any], event: EventT[Any]
@@ -284,18 +285,6 @@ class FaustSensors(PrometheusMonitor):
         Monitor.on_stream_event_out(self, tp, offset, stream, event, state)
         if state is not None:
             self._metrics.events_runtime_latency.observe(self.secs_to_ms(self.events_runtime[-1]))
-
-    def track_tp_end_offset(self, tp: TP, offset: int) -> None:  # for every record fetched
-        Monitor.track_tp_end_offset(self, tp, offset)
-
-    def on_table_get(self, table: CollectionT, key: Any) -> None:
-        Monitor.on_table_get(self, table, key)
-
-    def on_table_set(self, table: CollectionT, key: Any, value: Any) -> None:
-        Monitor.on_table_set(self, table, key, value)
-
-    def on_table_del(self, table: CollectionT, key: Any) -> None:
-        Monitor.on_table_del(self, table, key)
 
     # The rest, a few a second: Faust's metrics, children kept.
 
