@@ -49,6 +49,7 @@ on a shared machine hits them alike.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import statistics
@@ -268,34 +269,40 @@ class Installation:
                 tail = log.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{self.kind} worker {n} exited {process.returncode}:\n{tail}")
 
-    async def settled(self) -> bool:
-        """Every pipeline worker ready and, together, owning every input partition."""
-        inputs = {self.settings.topics.cart, self.settings.topics.purchase}
-        owned: set[tuple[str, int]] = set()
+    @property
+    def inputs(self) -> set[str]:
+        return {self.settings.topics.cart, self.settings.topics.purchase}
+
+    async def owned(self) -> list[set[tuple[str, int]]] | None:
+        """Each pipeline worker's input partitions; None while any is not ready."""
+        inputs = self.inputs
+        each = []
         for port in self.ports:
             try:
                 status = orjson.loads(await _get(port, READY_PATH))
             except (OSError, orjson.JSONDecodeError):
-                return False
+                return None
             if not status.get("ready"):
-                return False
-            for topic, partitions in status["partitions"].items():
-                owned.update((topic, p) for p in partitions if topic in inputs)
-        return len(owned) == len(inputs) * self.partitions
+                return None
+            partitions = status["partitions"].items()
+            each.append({(t, p) for t, ps in partitions if t in inputs for p in ps})
+        return each
 
-    async def processed(self, agent: str) -> float:
-        """Records `agent` has processed, summed over the pipeline's workers (from /metrics)."""
-        total = 0.0
+    async def settled(self) -> bool:
+        """Every pipeline worker ready and, together, owning every input partition."""
+        each = await self.owned()
+        return each is not None and len(set().union(*each)) == len(self.inputs) * self.partitions
+
+    async def processed(self) -> collections.Counter[str]:
+        """Records each agent has processed, summed over the pipeline's workers (/metrics)."""
+        total: collections.Counter[str] = collections.Counter()
         for port in self.ports:
             with contextlib.suppress(OSError):
                 page = await _get(port, "/metrics")
                 for family in text_string_to_metric_families(page):
                     for sample in family.samples:
-                        if (
-                            sample.name == "stream_processing_seconds_count"
-                            and sample.labels.get("agent") == agent
-                        ):
-                            total += sample.value
+                        if sample.name == "stream_processing_seconds_count":
+                            total[sample.labels["agent"]] += int(sample.value)
         return total
 
 
@@ -473,25 +480,21 @@ async def drain_pipeline(
     and the clock starts when it is all in; the events handled while it
     went in are not counted.
     """
-    history = len(workload.history)
+    history, adds = len(workload.history), workload.adds
     learnt = {"track_orders": history, "count_pairs": workload.history_fanned_out}
     wanted = {
-        "suggest_cross_sell": workload.adds,
+        "suggest_cross_sell": adds,
         "track_orders": history + workload.orders,
-        "count_pairs": workload.history_fanned_out + workload.baskets_fanned_out,
+        "count_pairs": learnt["count_pairs"] + workload.baskets_fanned_out,
     }
     suggestions = installation.settings.topics.suggestions
 
     async def processed_all(counts: dict[str, int]) -> bool:
-        for agent, count in counts.items():
-            if await installation.processed(agent) < count:
-                return False
-        return True
+        processed = await installation.processed()
+        return all(processed[agent] >= count for agent, count in counts.items())
 
     async def done() -> bool:
-        if receiver.by_topic.get(suggestions, 0) < workload.adds:
-            return False
-        return await processed_all(wanted)
+        return receiver.by_topic.get(suggestions, 0) >= adds and await processed_all(wanted)
 
     await until(installation.settled, installation, 300, "a settled group", poll=0.1)
     await until(lambda: processed_all(learnt), installation, 300, "the history learnt")
@@ -499,8 +502,8 @@ async def drain_pipeline(
     await asyncio.sleep(3 * installation.settings.changelog_interval_ms / 1000)
     await produce(installation.broker.bootstrap, installation.settings, workload.events)
     started, cpu_at_start = time.perf_counter(), installation.cpu_seconds()
-    agents = ("suggest_cross_sell", "track_orders")
-    handled = int(sum([await installation.processed(a) for a in agents])) - history
+    processed = await installation.processed()
+    handled = processed["suggest_cross_sell"] + processed["track_orders"] - history
     await until(done, installation, 600, "all outputs")
     finished = time.perf_counter()
     timed = len(workload.events) - handled

@@ -16,9 +16,8 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.bench.pipeline import Installation, _get, until
+from stream.bench.pipeline import Installation, until
 from stream.broker import EmbeddedBroker
-from stream.health import READY_PATH
 
 pytestmark = pytest.mark.integration
 
@@ -139,13 +138,9 @@ async def test_the_pipelines_clock_waits_for_every_worker(
     try:
         assert not await installation.settled()  # still starting
         await until(installation.settled, installation, 120, "a settled group", poll=0.2)
-        inputs = {installation.settings.topics.cart, installation.settings.topics.purchase}
-        owned = []
-        for port in installation.ports:
-            status = orjson.loads(await _get(port, READY_PATH))
-            owned.append(
-                {(t, p) for t, ps in status["partitions"].items() if t in inputs for p in ps}
-            )
+        inputs = installation.inputs
+        owned = await installation.owned()
+        assert owned is not None and len(owned) == 2
         assert all(owned) and not owned[0] & owned[1]  # both share the work, none twice
         assert owned[0] | owned[1] == {(t, p) for t in inputs for p in (0, 1)}
         installation.processes[1].terminate()
