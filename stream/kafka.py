@@ -330,7 +330,7 @@ class EagerDeliveryConsumer(SeekSafeConsumer):
     item-baskets), so it gains more than one record an event would.
     """
 
-    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover
+    async def _drain_messages(self, fetcher: Any) -> None:
         # Faust's, but for the delivery: see the class docstring.
         callback = cast(Callable[[Message], Coroutine[Any, Any, None]], self.callback)
         getmany = self.getmany
