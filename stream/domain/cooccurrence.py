@@ -38,8 +38,9 @@ from __future__ import annotations
 import heapq
 import math
 from bisect import insort
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from typing import Any, ClassVar, Final
 
@@ -351,6 +352,13 @@ def neighbors_record(
     }
 
 
+class _Counts(dict[str, Number]):
+    """SKU -> n_i as published; 0 for an unknown item (`__getitem__` is the lookup)."""
+
+    def __missing__(self, sku: str) -> Number:
+        return 0
+
+
 @dataclass(slots=True)
 class NeighborIndex:
     """Read model of `item-neighbors`: every item's latest record, held by each worker.
@@ -369,6 +377,8 @@ class NeighborIndex:
     # The POPULAR_KEPT most-bought items, kept up to date on every record,
     # so the popularity fallback never scans all items.
     _popular: list[tuple[float, str]] = field(default_factory=list)
+    # n_i of every row again, for `baskets_at`'s lookup without decay.
+    _counts: _Counts = field(default_factory=_Counts)
 
     POPULAR_KEPT: ClassVar[int] = 100
 
@@ -380,6 +390,7 @@ class NeighborIndex:
         neighbors = tuple((str(n["sku"]), n["count"]) for n in record["neighbors"])
         previous = self.rows.get(sku)
         self.rows[sku] = (baskets, as_of, neighbors)
+        self._counts[sku] = baskets
         total = Weighted(record["total_baskets"], as_of)
         if self._later(total, self.total):
             self.total = total
@@ -422,17 +433,26 @@ class NeighborIndex:
         entry = self.rows.get(sku)
         return self.decay.convert(entry[0], entry[1], at) if entry else 0
 
+    def baskets_at(self, at: float = 0.0) -> Callable[[str], Number]:
+        """`baskets(sku, at)` as a function of the SKU: a ranking calls it for every candidate.
+
+        Without decay it is a dict lookup, not a method call and a conversion.
+        """
+        if not self.decay.enabled:
+            return self._counts.__getitem__
+        return partial(self.baskets, at=at)
+
     def total_baskets(self, at: float = 0.0) -> Number:
         """N, expressed at time `at` when decay is on."""
         return self.decay.convert(self.total.value, self.total.landmark, at)
 
-    def neighbors(self, sku: str, at: float = 0.0) -> list[tuple[str, Number]]:
+    def neighbors(self, sku: str, at: float = 0.0) -> Sequence[tuple[str, Number]]:
         """(j, n_ij) for the item's published neighbours, expressed at time `at`."""
         entry = self.rows.get(sku)
         if not entry:
-            return []
+            return ()
         if not self.decay.enabled:
-            return list(entry[2])
+            return entry[2]
         factor = self.decay.factor(entry[1], at)
         return [(other, count * factor) for other, count in entry[2]]
 

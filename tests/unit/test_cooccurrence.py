@@ -424,11 +424,11 @@ def test_index_apply_and_read() -> None:
     index = NeighborIndex()
     index.apply(record("a", 5, 20, {"b": 3, "c": 1}))
     assert index.baskets("a") == 5
-    assert index.neighbors("a") == [("b", 3), ("c", 1)]
+    assert list(index.neighbors("a")) == [("b", 3), ("c", 1)]
     assert index.total_baskets() == 20
     assert index.weighted("a") == Weighted(5, 0.0)
     assert index.baskets("zzz") == 0
-    assert index.neighbors("zzz") == []
+    assert list(index.neighbors("zzz")) == []
     assert index.weighted("zzz") is None
 
 
@@ -439,7 +439,7 @@ def test_index_without_decay_ignores_as_of_and_time() -> None:
     assert index.rows == {"a": (5, 0.0, (("b", 3),))}
     assert index.weighted("a") == Weighted(5, 0.0)
     assert (index.baskets("a", T0), index.total_baskets(T0)) == (5, 20)
-    assert index.neighbors("a", T0 + DAY) == [("b", 3)]
+    assert list(index.neighbors("a", T0 + DAY)) == [("b", 3)]
     assert index.popular(1, T0) == [("a", 5)]
 
 
@@ -1073,6 +1073,21 @@ def test_total_of(counts: list[BasketCount], decay: Decay, expected: Weighted) -
     assert type(got.value) is type(expected.value)
 
 
+@pytest.mark.parametrize("decay", [Decay(), H1], ids=["no decay", "decay"])
+def test_index_baskets_at_is_baskets_at_that_time(decay: Decay) -> None:
+    """The lookup a ranking uses reads what `baskets` reads, for known and unknown items."""
+    index = NeighborIndex(decay)
+    index.apply(record("a", 8.0, 100.0, {"b": 4.0}, as_of=B))
+    index.apply(record("b", 6.0, 100.0, {"a": 4.0}, as_of=B + DAY))
+    index.apply(record("a", 9.0, 101.0, {"b": 5.0}, as_of=B + 2 * DAY))  # replaces a's row
+    for at in (B, B + DAY, B + 3 * DAY):
+        lookup = index.baskets_at(at)
+        assert [lookup(sku) for sku in ("a", "b", "zzz")] == [
+            index.baskets(sku, at) for sku in ("a", "b", "zzz")
+        ]
+    assert index.baskets_at(B)("zzz") == 0
+
+
 # --- NeighborIndex with decay ----------------------------------------------------------------
 
 
@@ -1085,10 +1100,10 @@ def test_index_with_decay_reads_at_any_time() -> None:
     assert index.baskets("a", B) == 8.0
     assert index.baskets("a", B + DAY) == 4.0  # 8 * 2^-1
     assert index.baskets("a", B - DAY) == 16.0  # 8 * 2^1
-    assert index.neighbors("a", B + 2 * DAY) == [("b", 1.0)]  # 4 * 2^-2
+    assert list(index.neighbors("a", B + 2 * DAY)) == [("b", 1.0)]  # 4 * 2^-2
     assert index.total_baskets(B + DAY) == 50.0  # 100 * 2^-1
     assert index.popular(1, B + 3 * DAY) == [("a", 1.0)]  # 8 * 2^-3
-    assert (index.baskets("zzz", B), index.neighbors("zzz", B), index.weighted("zzz")) == (
+    assert (index.baskets("zzz", B), list(index.neighbors("zzz", B)), index.weighted("zzz")) == (
         0,
         [],
         None,

@@ -7,6 +7,8 @@ import uuid
 from dataclasses import replace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stream.domain.cooccurrence import Decay, NeighborIndex
 from stream.domain.events import CartEvent
@@ -587,6 +589,13 @@ def test_output_id_is_stable_and_distinct() -> None:
     }
     assert first not in others
     assert len(others) == 3
+
+
+@given(kind=st.text(max_size=20), source=st.text(max_size=60))
+def test_output_id_is_uuid5_of_its_name(kind: str, source: str) -> None:
+    """The id built without uuid.UUID is the string uuid5 gives, for any text (UTF-8 names)."""
+    name = f"cross-sell:{kind}:{source}"
+    assert output_id(kind, source) == str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 
 @pytest.mark.parametrize(
