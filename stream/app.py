@@ -128,7 +128,7 @@ from stream.domain.triggers import (
 )
 from stream.domain.variants import TREATMENT, assign_variant
 from stream.kafka import client_security, faust_client_options, tuned_transport
-from stream.metrics import FaustSensors, Metrics
+from stream.metrics import FaustSensors, Metrics, labelled
 from stream.offsets import verify_end_offsets
 from stream.state import register_codecs
 
@@ -330,7 +330,7 @@ async def dead_letter_event(event: EventT[bytes], topic: str, reason: str, detai
             )
         ),
     )
-    metrics.dead_lettered.labels(topic, reason).inc()
+    labelled(metrics.dead_lettered, topic, reason).inc()
 
 
 def kept_on_error(topic: str) -> ErrorHandler:
@@ -379,10 +379,10 @@ def valid_only(
             value = decode(event.value)
             check_key(event.key, value)
         except InvalidEvent as exc:
-            metrics.events_consumed.labels(topic, "invalid").inc()
+            labelled(metrics.events_consumed, topic, "invalid").inc()
             await dead_letter_event(event, topic, exc.reason, exc.detail)
             return
-        metrics.events_consumed.labels(topic, value.type).inc()
+        labelled(metrics.events_consumed, topic, value.type).inc()
         clock.observe(value.ts)
         started = time.perf_counter()
         await handle(event, value)
@@ -554,12 +554,12 @@ async def _emit_order_outputs(
         return
     source, offset = event.message.partition, event.message.offset
     if count:
-        metrics.orders.labels(variant).inc()
-        metrics.revenue.labels(variant).inc(float(order.total or 0))
+        labelled(metrics.orders, variant).inc()
+        labelled(metrics.revenue, variant).inc(float(order.total or 0))
         attributed = attribute(contacts.get(cid), order, contact_rules)
         if attributed is not None:
-            metrics.conversions.labels(variant).inc()
-            metrics.attributed_revenue.labels(variant).inc(float(attributed))
+            labelled(metrics.conversions, variant).inc()
+            labelled(metrics.attributed_revenue, variant).inc(float(attributed))
     # N_p counts each record of its partition once, by offset (count_basket):
     # not by `count`, since after a crash the customers table and basket-counts
     # may each have kept or lost their changelog write for the same record.
@@ -784,14 +784,14 @@ async def send_trigger(
     """
     kind = trigger["kind"]
     if variant != TREATMENT:
-        metrics.triggers_suppressed.labels(kind, "holdout").inc()
+        labelled(metrics.triggers_suppressed, kind, "holdout").inc()
         return None
     fresh, reason = restrain(contact, trigger["offers"], at, contact_rules)
     if reason is not None:
-        metrics.triggers_suppressed.labels(kind, reason).inc()
+        labelled(metrics.triggers_suppressed, kind, reason).inc()
         return None
     await publish(triggers_topic, cid.encode(), encode({**trigger, "offers": fresh}))
-    metrics.triggers_emitted.labels(kind).inc()
+    labelled(metrics.triggers_emitted, kind).inc()
     return record_trigger(contact, fresh, at)
 
 

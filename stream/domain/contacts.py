@@ -101,8 +101,11 @@ def _expose(
 ) -> dict[str, tuple[float, ...]]:
     updated = dict(exposed)
     for sku in skus:
-        times = sorted({*updated.get(sku, ()), at})
-        updated[sku] = tuple(times[-EXPOSURES_PER_ITEM:])
+        times = updated.get(sku, ())
+        if not times or at > times[-1]:  # in event-time order, as mostly: a new latest
+            updated[sku] = (*times[1 - EXPOSURES_PER_ITEM :], at)
+        elif at not in times:
+            updated[sku] = tuple(sorted((*times, at))[-EXPOSURES_PER_ITEM:])
     if len(updated) > MAX_REMEMBERED:
         newest = sorted(updated.items(), key=lambda kv: (-kv[1][-1], kv[0]))[:MAX_REMEMBERED]
         updated = dict(newest)

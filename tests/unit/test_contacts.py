@@ -6,6 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stream.domain.contacts import (
     EXPOSURES_PER_ITEM,
@@ -415,3 +417,28 @@ def test_from_json_reads_a_single_exposure_time() -> None:
     assert ContactState.from_json(data) == ContactState(
         day=DAY, sent_on_day=1, offered={"sku:a": T0}, exposed={"a": (T0,)}
     )
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.sampled_from("abcd"), min_size=1, max_size=3),
+            st.integers(0, 40).map(float),
+        ),
+        max_size=40,
+    )
+)
+def test_exposures_keep_the_latest_distinct_times_in_order(
+    shown: list[tuple[list[str], float]],
+) -> None:
+    """Whatever order exposures come in: each item keeps its latest distinct times, ascending."""
+    state = None
+    seen: dict[str, set[float]] = {}
+    for skus, at in shown:
+        state = record_exposure(state, skus, at)
+        for sku in skus:
+            seen.setdefault(sku, set()).add(at)
+    exposed = state.exposed if state is not None else {}
+    assert exposed == {
+        sku: tuple(sorted(times)[-EXPOSURES_PER_ITEM:]) for sku, times in seen.items()
+    }
