@@ -509,8 +509,7 @@ async def rescore_customers() -> None:
 @app.agent(purchase_topic)
 async def track_orders(stream: faust.StreamT[bytes]) -> None:
     """Customer value per order or refund; basket fan-out to the item rows."""
-    on_event = valid_only(T.purchase, decode_purchase, "track_orders", _on_purchase_event)
-    await consume(stream, on_event, T.purchase)
+    await consume(stream, handle_purchase, T.purchase)
 
 
 async def _on_purchase_event(event: EventT[bytes], order: PurchaseEvent) -> None:
@@ -525,6 +524,10 @@ async def _on_purchase_event(event: EventT[bytes], order: PurchaseEvent) -> None
         await put(customers, cid, pack(state))
     if changed or redelivered:
         await _emit_order_outputs(event, order, state, count=changed)
+
+
+# Each input topic's per-event handler, as its agent runs it (and `bench handlers`, without Kafka).
+handle_purchase = valid_only(T.purchase, decode_purchase, "track_orders", _on_purchase_event)
 
 
 def _is_redelivery(state: CustomerState, order: PurchaseEvent, event: EventT[bytes]) -> bool:
@@ -586,6 +589,11 @@ _last_counts_sent: dict[str, Any] = {}
 @app.timer(interval=1.0)
 async def publish_basket_counts() -> None:
     """Tell every item-baskets partition this worker's N_p (bounded: P x P records)."""
+    await send_basket_counts()
+
+
+async def send_basket_counts() -> None:
+    """The timer's work: the counts' record to every partition, if they changed since."""
     counts = dict(basket_counts.items())
     if not counts or counts == _last_counts_sent:
         return
@@ -723,8 +731,7 @@ async def refresh_item_neighbors() -> None:
 @app.agent(cart_topic)
 async def suggest_cross_sell(stream: faust.StreamT[bytes]) -> None:
     """Update the cart; answer each item_added with exactly one suggestion."""
-    on_event = valid_only(T.cart, decode_cart, "suggest_cross_sell", _on_cart_event)
-    await consume(stream, on_event, T.cart)
+    await consume(stream, handle_cart, T.cart)
 
 
 async def _on_cart_event(event: EventT[bytes], change: CartEvent) -> None:
@@ -736,6 +743,9 @@ async def _on_cart_event(event: EventT[bytes], change: CartEvent) -> None:
         cart = await _answer_cart_add(event, change, cart)
     if applied:
         await put(carts, cid, cart)
+
+
+handle_cart = valid_only(T.cart, decode_cart, "suggest_cross_sell", _on_cart_event)
 
 
 async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartState) -> CartState:
@@ -890,10 +900,7 @@ async def _announce_renewal(sid: str, state: SubscriptionState, window: int, now
 @app.agent(subscription_topic)
 async def track_subscriptions(stream: faust.StreamT[bytes]) -> None:
     """Keep each subscription's plan, price and renewal date."""
-    on_event = valid_only(
-        T.subscription, decode_subscription, "track_subscriptions", _on_subscription_event
-    )
-    await consume(stream, on_event, T.subscription)
+    await consume(stream, handle_subscription, T.subscription)
 
 
 async def _on_subscription_event(event: EventT[bytes], change: SubscriptionEvent) -> None:
@@ -909,6 +916,11 @@ async def _on_subscription_event(event: EventT[bytes], change: SubscriptionEvent
     if applied:
         await put(subscriptions, sid, state)
         schedule_renewal(sid, state)
+
+
+handle_subscription = valid_only(
+    T.subscription, decode_subscription, "track_subscriptions", _on_subscription_event
+)
 
 
 @app.task

@@ -3,6 +3,7 @@
     python -m stream bench                 # everything below; figures to bench.json
     python -m stream bench pipeline        # throughput and latency on the embedded broker
     python -m stream bench memory          # bytes per pair and per customer (no broker)
+    python -m stream bench handlers        # the pipeline's own CPU an event (no broker)
 
 `pipeline` (stream/bench/pipeline.py) runs a bare Faust passthrough, a raw
 aiokafka relay, the full pipeline and the cheapest Faust agent that answers
@@ -10,7 +11,10 @@ each event (`batched`: the floor under any Faust pipeline) on the same
 generated workload and prints events/s, add-to-suggestion latency at a
 steady 1,000 adds/s, and the pipeline's ratios to the baselines: medians of
 `--runs` runs. `memory`
-(stream/bench/memory.py) measures the state with tracemalloc. The README's
+(stream/bench/memory.py) measures the state with tracemalloc. `handlers`
+(stream/bench/handlers.py) runs the worker's per-event handlers on the same
+workload in one process, without Kafka or Faust's streams: the CPU an event
+of the pipeline's own work, whatever carries its events. The README's
 "Performance" section quotes one such run.
 """
 
@@ -20,14 +24,16 @@ import argparse
 import asyncio
 import os
 import platform
+import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
 from stream.bench.memory import measure_memory
-from stream.bench.pipeline import BENCH_SETTINGS, KINDS, run_all
+from stream.bench.pipeline import BENCH_SETTINGS, KINDS, ROOT, medians_of, run_all
 from stream.config import Settings, SettingsError
 
 
@@ -37,7 +43,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("what", nargs="?", choices=["all", "pipeline", "memory"], default="all")
+    parser.add_argument(
+        "what", nargs="?", choices=["all", "pipeline", "memory", "handlers"], default="all"
+    )
     parser.add_argument("--events", type=int, default=20_000, help="workload size (events)")
     parser.add_argument("--customers", type=int, default=2_000, help="customers in the workload")
     parser.add_argument(
@@ -118,6 +126,8 @@ def main(argv: Sequence[str]) -> int:
                 pipeline_settings=args.pipeline_settings,
             )
         )
+    if args.what in ("all", "handlers"):
+        figures["handlers"] = run_handlers(args, progress=say)
     if args.what in ("all", "memory"):
         say("memory ...")
         figures["memory"] = measure_memory(args.pairs, args.memory_customers, args.capacity)
@@ -126,6 +136,31 @@ def main(argv: Sequence[str]) -> int:
         out.write(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
     say(f"figures written to {args.json}")
     return 0
+
+
+def run_handlers(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, Any]:
+    """stream/bench/handlers.py, `--runs` times, each a fresh process; medians, and each run's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
+    env.update(args.pipeline_settings, STREAM_PARTITIONS=str(args.partitions))
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="stream-bench-") as data:
+        for run in range(args.runs):
+            progress(f"run {run + 1}/{args.runs}: handlers, no broker ...")
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    *("-m", "stream.bench.handlers", f"--events={args.events}"),
+                    *(f"--customers={args.customers}", f"--history={args.history}"),
+                ],
+                cwd=ROOT,
+                env=dict(env, STREAM_DATA_DIR=f"{data}/{run}"),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                check=True,
+            )
+            runs.append(orjson.loads(done.stdout))
+            progress(f"  {runs[-1]['cpu_us_per_event']:.1f} CPU us an event")
+    return medians_of(runs) | {"runs_cpu_us_per_event": [r["cpu_us_per_event"] for r in runs]}
 
 
 def _cpus() -> int:
@@ -157,6 +192,19 @@ def report(figures: dict[str, Any]) -> str:
         lines.append("")
         for name, value in pipeline["ratios"].items():
             lines.append(f"- {name.replace('_', ' ')}: {value:.2f}x")
+    handlers = figures.get("handlers")
+    if handlers:
+        calls = ", ".join(f"{k} {v:.1f} us" for k, v in handlers["us_per_call"].items())
+        lines += [
+            "",
+            f"- the pipeline's own work, no broker: {handlers['cpu_us_per_event']:.1f} CPU us "
+            f"an input event (a call: {calls})",
+        ]
+        baselines = (pipeline or {}).get("medians", {})
+        passthrough = next((m for n, m in baselines.items() if n.startswith("passthrough ")), None)
+        if passthrough:
+            share = handlers["cpu_us_per_event"] / 1000 / passthrough["cpu_ms_per_event"]
+            lines.append(f"- own work over the passthrough's whole CPU an event: {share:.2f}x")
     memory = figures.get("memory")
     if memory:
         pairs, customers = memory["pairs"], memory["customers"]

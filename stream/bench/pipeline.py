@@ -609,7 +609,7 @@ async def run_all(
                     )
                     progress(f"  {_line(figures)}")
                     raw.setdefault(name, []).append(figures)
-    medians = {name: _medians(results) for name, results in raw.items()}
+    medians = {name: medians_of(results) for name, results in raw.items()}
     base = workers[0]
     ratios: dict[str, float] = {}
     pipeline = medians.get(f"pipeline x{base}")
@@ -642,11 +642,11 @@ async def run_all(
     }
 
 
-def _medians(results: list[dict[str, Any]]) -> dict[str, Any]:
+def medians_of(results: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for key, value in results[0].items():
         if isinstance(value, dict):
-            merged[key] = _medians([r[key] for r in results])
+            merged[key] = medians_of([r[key] for r in results])
         else:
             merged[key] = statistics.median(r[key] for r in results)
     return merged

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_measures_all_four_processors_and_the_memory(tmp_path: Path) -> None:
+def test_bench_measures_all_four_processors_the_handlers_and_the_memory(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [
@@ -74,6 +74,9 @@ def test_bench_measures_all_four_processors_and_the_memory(tmp_path: Path) -> No
     }
     assert figures["pipeline"]["pipeline_settings"] == {"STREAM_BATCH_WAIT_MS": "5"}
     assert figures["pipeline"]["workload"]["history_orders"] == 200
+    handlers = figures["handlers"]  # the same workload's handlers, no broker
+    assert handlers["calls"]["cart event"] == figures["pipeline"]["workload"]["item_added"]
+    assert handlers["cpu_us_per_event"] > 0 and len(handlers["runs_cpu_us_per_event"]) == 1
     customers = figures["memory"]["customers"]
     assert customers["customers"] == 300 and customers["bytes_per_customer"] > 0
     assert "| pipeline x1 |" in done.stdout  # the README's table

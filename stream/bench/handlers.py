@@ -1,0 +1,205 @@
+"""The pipeline's own work an event, without Kafka: `python -m stream bench handlers`.
+
+The worker's per-event handlers, as its agents run them (`stream.app`:
+`handle_cart`, `handle_purchase`, `_on_basket_record`; decoding, validation,
+tables, scoring, suggestions, triggers, output records, metrics), run in one
+process on the bench's workload (the same events and history as
+stream/bench/pipeline.py), with the tables in Faust's in-memory stores. The
+app's producer is replaced by one that hands each record to where the
+worker's consumers would take it: an `item-baskets` record to the item-rows
+handler (at once; in a worker it comes back within milliseconds), an
+`item-neighbors` record into the neighbour index (as `follow_item_neighbors`
+does), the rest counted. What the timers send (changelog records, the
+changed rows' `item-neighbors` records, the basket counts) goes out every
+TICK_EVENTS input events, about their 0.2 s at the pipeline's rate here.
+
+Left out is what Kafka and Faust's streams cost: fetching, the hand-off to
+the agents, iteration, acks, the producer's batching and requests, commits;
+and the timers that do not send on this workload's clock (re-scoring: event
+time moves by minutes here, days between re-scores). So this is the least the
+pipeline pays an event with its code as it is, on any framework, and next to
+the bench's processors it says how much of their cost is the pipeline's own.
+
+Run as a child process, one per run (`python -m stream.bench.handlers
+--events N ...`, figures as JSON on stdout) so that each run starts from empty
+tables, and `stream.app` reads its settings from the environment the bench
+gives it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import gc
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
+
+import faust
+import orjson
+from aiokafka.partitioner import murmur2
+from faust.types import TP, RecordMetadata
+from faust.types.tuples import Message
+
+from stream import app as worker
+from stream.batches import set_current_event
+from stream.bench.pipeline import Workload
+from stream.demo import DemoEvent
+
+TICK_EVENTS = 800  # input events between two timer ticks: 0.2 s at ~4,000 events/s
+Handler = Callable[[faust.EventT[bytes]], Awaitable[None]]
+
+
+class LocalProducer:
+    """Takes the records the worker sends (`app.producer.send`) where its consumers would.
+
+    The others are counted, not kept, and reported delivered at once (with
+    offset 0: the in-memory stores do not use it), so that the figures hold
+    as little as can be of a producer's own cost.
+    """
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.sent: collections.Counter[str] = collections.Counter()
+        self.sent_bytes: collections.Counter[str] = collections.Counter()
+        self.baskets: collections.deque[Any] = collections.deque()
+        self._offsets: collections.Counter[int] = collections.Counter()
+        self._delivered: asyncio.Future[RecordMetadata] | None = None
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> asyncio.Future[RecordMetadata]:
+        self.sent[topic] += 1
+        self.sent_bytes[topic] += len(value)
+        if topic == worker.T.item_baskets:
+            if partition is None:  # the Kafka clients' default partitioner (aiokafka's too)
+                partition = (murmur2(key or b"") & 0x7FFFFFFF) % self.partitions
+            self.baskets.append(event(topic, key, value, partition, self._offsets[partition]))
+            self._offsets[partition] += 1
+        elif topic == worker.T.item_neighbors:
+            worker.index.apply(orjson.loads(value))
+        if self._delivered is None:
+            self._delivered = asyncio.get_running_loop().create_future()
+            self._delivered.set_result(RecordMetadata("", 0, TP("", 0), 0))
+        return self._delivered
+
+
+def event(topic: str, key: bytes | None, value: bytes, partition: int, offset: int) -> Any:
+    """A Faust event as an agent receives it from `topic`."""
+    message = Message(topic, partition, offset, time.time(), 0, None, key, value, None)
+    return faust.Event(worker.app, key, value, None, message)
+
+
+def inputs(events: Sequence[DemoEvent], partitions: int) -> list[tuple[str, Any]]:
+    """The workload as the agents receive it: (topic, event), in order, offsets per partition."""
+    offsets: collections.Counter[tuple[str, int]] = collections.Counter()
+    made = []
+    for e in events:
+        topic = {"cart": worker.T.cart, "purchase": worker.T.purchase}[e.topic]
+        key = e.key.encode()
+        partition = (murmur2(key) & 0x7FFFFFFF) % partitions
+        value = orjson.dumps(e.value)
+        made.append((topic, event(topic, key, value, partition, offsets[topic, partition])))
+        offsets[topic, partition] += 1
+    return made
+
+
+class Handlers:
+    """The worker's handlers on a LocalProducer, each timed (wall clock, one thread)."""
+
+    def __init__(self, producer: LocalProducer) -> None:
+        self.producer = producer
+        self.seconds: dict[str, float] = collections.defaultdict(float)
+        self.calls: collections.Counter[str] = collections.Counter()
+        self._by_topic: dict[str, tuple[str, Handler]] = {
+            worker.T.cart: ("cart event", worker.handle_cart),
+            worker.T.purchase: ("order", worker.handle_purchase),
+        }
+
+    async def run(self, timed: Sequence[tuple[str, Any]]) -> None:
+        for n, (topic, received) in enumerate(timed, start=1):
+            kind, handle = self._by_topic[topic]
+            await self._timed(kind, handle, received)
+            await self._baskets()
+            if n % TICK_EVENTS == 0:
+                await self.tick()
+        await self.tick()
+
+    async def tick(self) -> None:
+        """What the sending timers do between two ticks (all partitions owned)."""
+        started = time.perf_counter()
+        await worker.changelogs.flush()
+        await worker.send_basket_counts()
+        changed = list(worker._changed_rows)
+        worker._changed_rows.clear()
+        for sku in changed:
+            row = worker.item_rows.get(sku)
+            if row is not None:
+                await worker._publish_row(sku, row)
+        self.seconds["timers"] += time.perf_counter() - started
+        self.calls["timers"] += 1
+        await self._baskets()  # the counts' records
+
+    async def _baskets(self) -> None:
+        """The item-baskets records sent meanwhile, to the item-rows handler."""
+        while self.producer.baskets:
+            received = self.producer.baskets.popleft()
+            await self._timed("basket record", worker._on_basket_record, received)
+
+    async def _timed(self, kind: str, handle: Handler, received: Any) -> None:
+        set_current_event(received)
+        started = time.perf_counter()
+        await handle(received)
+        self.seconds[kind] += time.perf_counter() - started
+        self.calls[kind] += 1
+
+
+async def measure(events: int, customers: int, history: int) -> dict[str, Any]:
+    """CPU an input event of the handlers on the bench workload, after learning its history."""
+    partitions = worker.settings.partitions
+    producer = LocalProducer(partitions)
+    worker.app.producer = cast(Any, producer)
+    workload = Workload.generate(events, customers, history=history)
+    gc.freeze()  # what is alive once started, as a worker does (stream.health.Worker)
+    handlers = Handlers(producer)
+    await handlers.run(inputs(workload.history, partitions))
+    handlers = Handlers(producer)
+    producer.sent.clear()
+    producer.sent_bytes.clear()
+    timed = inputs(workload.events, partitions)
+    started = time.process_time()
+    await handlers.run(timed)
+    cpu = time.process_time() - started
+    spent = sum(handlers.seconds.values())
+    return {
+        "events": len(timed),
+        "cpu_us_per_event": 1e6 * cpu / len(timed),
+        "us_per_call": {k: 1e6 * handlers.seconds[k] / handlers.calls[k] for k in handlers.calls},
+        "calls": dict(handlers.calls),
+        "share": {k: handlers.seconds[k] / spent for k in handlers.seconds},
+        "records_sent": dict(producer.sent),
+        "bytes_sent": dict(producer.sent_bytes),
+    }
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stream.bench.handlers")
+    parser.add_argument("--events", type=int, required=True)
+    parser.add_argument("--customers", type=int, required=True)
+    parser.add_argument("--history", type=int, required=True)
+    args = parser.parse_args(argv)
+    figures = asyncio.run(measure(args.events, args.customers, args.history))
+    sys.stdout.buffer.write(orjson.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,56 @@
+"""`python -m stream bench handlers`: the worker's handlers on the bench workload, no broker.
+
+Figures are not judged here (README "Performance"); this proves the run
+does the pipeline's whole work: every event handled by the handler its
+agent uses, every answer the contract promises sent, every basket record
+fanned out counted into the item rows, the rows' records fed back.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from stream.bench.pipeline import Workload
+from stream.config import Topics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_handlers_do_the_pipelines_whole_work(tmp_path: Path) -> None:
+    events, customers, history = 1500, 60, 100
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "stream.bench.handlers", f"--events={events}"),
+            *(f"--customers={customers}", f"--history={history}"),
+        ],
+        cwd=ROOT,
+        env=dict(env, STREAM_PARTITIONS="4", STREAM_DATA_DIR=str(tmp_path)),
+        capture_output=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    figures = orjson.loads(done.stdout)
+    workload = Workload.generate(events, customers, history=history)
+    topics = Topics()
+    sent, calls = figures["records_sent"], figures["calls"]
+
+    assert figures["events"] == events
+    assert calls["cart event"] == workload.adds and calls["order"] == workload.orders
+    assert sent[topics.suggestions] == workload.adds  # one answer an add
+    assert sent[topics.customer_ltv] == workload.orders  # one record an order
+    # Every basket record sent came back to the item-rows handler: one per distinct item
+    # of each order, and the basket counts' records (one per partition when they changed).
+    assert calls["basket record"] == sent[topics.item_baskets]
+    counts_records = sent[topics.item_baskets] - workload.baskets_fanned_out
+    assert 4 <= counts_records <= 4 * calls["timers"]
+    assert sent[topics.item_neighbors] > 0 and sent[topics.triggers] > 0
+    assert any(name.endswith("-carts-changelog") for name in sent)  # the timers' records
+    assert figures["cpu_us_per_event"] > 0
+    assert set(figures["us_per_call"]) == {"cart event", "order", "basket record", "timers"}
