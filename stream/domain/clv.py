@@ -255,6 +255,9 @@ def _steps(months: int, rate: float) -> tuple[tuple[float, ...], tuple[float, ..
     )
 
 
+SCORES_KEPT: Final = 8192  # ~250 bytes each, 2 MB
+
+
 @dataclass(frozen=True, slots=True)
 class Scores:
     """A customer's model scores at one moment (DESIGN.md, `customer-ltv`)."""
@@ -266,6 +269,7 @@ class Scores:
     predicted_clv: float
 
 
+@lru_cache(maxsize=SCORES_KEPT)
 def score(
     params: LtvParams, frequency: float, recency: float, T: float, monetary_value: float
 ) -> Scores:
@@ -273,6 +277,11 @@ def score(
 
     The same numbers as `p_alive`, `expected_purchases(params.horizon_days)`,
     `expected_average_value` and `predicted_clv`, for the cost of the last one.
+    Kept for the SCORES_KEPT latest summaries: RFM is counted in whole days,
+    so a customer scored at every cart add of a session, and every customer
+    with one purchase day as old, has the same summary again (a pure
+    function of hashable arguments). `python -m stream bench handlers`, 3
+    runs each: 126.3 -> 120.2 us an event, a cart add 100.1 -> 92.8 us.
     """
     alive = p_alive(params.bgnbd, frequency, recency, T)
     value = expected_average_value(params.gamma_gamma, frequency, monetary_value)
