@@ -33,7 +33,14 @@ from typing import Any
 import orjson
 
 from stream.bench.memory import measure_memory
-from stream.bench.pipeline import BENCH_SETTINGS, KINDS, ROOT, medians_of, run_all
+from stream.bench.pipeline import (
+    BENCH_SETTINGS,
+    KINDS,
+    ROOT,
+    environment_without_settings,
+    medians_of,
+    run_all,
+)
 from stream.config import Settings, SettingsError
 
 
@@ -140,7 +147,7 @@ def main(argv: Sequence[str]) -> int:
 
 def run_handlers(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, Any]:
     """stream/bench/handlers.py, `--runs` times, each a fresh process; medians, and each run's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
+    env = environment_without_settings()
     env.update(args.pipeline_settings, STREAM_PARTITIONS=str(args.partitions))
     runs = []
     with tempfile.TemporaryDirectory(prefix="stream-bench-") as data:
@@ -156,8 +163,9 @@ def run_handlers(args: argparse.Namespace, progress: Callable[[str], None]) -> d
                 env=dict(env, STREAM_DATA_DIR=f"{data}/{run}"),
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
-                check=True,
             )
+            if done.returncode:
+                raise SystemExit(f"bench handlers failed:\n{done.stderr.decode()[-3000:]}")
             runs.append(orjson.loads(done.stdout))
             progress(f"  {runs[-1]['cpu_us_per_event']:.1f} CPU us an event")
     return medians_of(runs) | {"runs_cpu_us_per_event": [r["cpu_us_per_event"] for r in runs]}

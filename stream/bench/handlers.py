@@ -39,7 +39,6 @@ from typing import Any, cast
 
 import faust
 import orjson
-from aiokafka.partitioner import murmur2
 from faust.types import TP, RecordMetadata
 from faust.types.tuples import Message
 
@@ -47,6 +46,7 @@ from stream import app as worker
 from stream.batches import set_current_event
 from stream.bench.pipeline import Workload
 from stream.demo import DemoEvent
+from stream.kafka import KeyPartitioner
 
 TICK_EVENTS = 800  # input events between two timer ticks: 0.2 s at ~4,000 events/s
 Handler = Callable[[faust.EventT[bytes]], Awaitable[None]]
@@ -61,7 +61,8 @@ class LocalProducer:
     """
 
     def __init__(self, partitions: int) -> None:
-        self.partitions = partitions
+        self.partitions = range(partitions)
+        self.partition = KeyPartitioner()  # the workers' producer's (stream.kafka)
         self.sent: collections.Counter[str] = collections.Counter()
         self.sent_bytes: collections.Counter[str] = collections.Counter()
         self.baskets: collections.deque[Any] = collections.deque()
@@ -80,8 +81,8 @@ class LocalProducer:
         self.sent[topic] += 1
         self.sent_bytes[topic] += len(value)
         if topic == worker.T.item_baskets:
-            if partition is None:  # the Kafka clients' default partitioner (aiokafka's too)
-                partition = (murmur2(key or b"") & 0x7FFFFFFF) % self.partitions
+            if partition is None:
+                partition = self.partition(key, self.partitions, self.partitions)
             self.baskets.append(event(topic, key, value, partition, self._offsets[partition]))
             self._offsets[partition] += 1
         elif topic == worker.T.item_neighbors:
@@ -101,11 +102,12 @@ def event(topic: str, key: bytes | None, value: bytes, partition: int, offset: i
 def inputs(events: Sequence[DemoEvent], partitions: int) -> list[tuple[str, Any]]:
     """The workload as the agents receive it: (topic, event), in order, offsets per partition."""
     offsets: collections.Counter[tuple[str, int]] = collections.Counter()
+    partition_of, all_partitions = KeyPartitioner(), range(partitions)
     made = []
     for e in events:
-        topic = {"cart": worker.T.cart, "purchase": worker.T.purchase}[e.topic]
+        topic = getattr(worker.T, e.topic)  # a DemoEvent's topic is its Topics field
         key = e.key.encode()
-        partition = (murmur2(key) & 0x7FFFFFFF) % partitions
+        partition = partition_of(key, all_partitions, all_partitions)
         value = orjson.dumps(e.value)
         made.append((topic, event(topic, key, value, partition, offsets[topic, partition])))
         offsets[topic, partition] += 1

@@ -157,6 +157,11 @@ def live_adds(count: int, seed: int) -> Iterator[DemoEvent]:
                 return
 
 
+def environment_without_settings() -> dict[str, str]:
+    """This process's environment less its STREAM_* settings: what a processor starts from."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
+
+
 @dataclass
 class Installation:
     """One processor's namespace on the broker: topics, group, data, processes."""
@@ -172,7 +177,7 @@ class Installation:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
+        env = environment_without_settings()
         if self.kind == "pipeline":
             env.update(self.pipeline_settings)
         env.update(
