@@ -656,6 +656,11 @@ async def publish_item_neighbors() -> None:
     Lost on a crash, but not for long: after a restart nothing counts as sent,
     and refresh_item_neighbors walks every row.
     """
+    await send_changed_rows()
+
+
+async def send_changed_rows() -> None:
+    """The timer's work: the records of the changed rows this worker owns; the rest wait."""
     changed = list(_changed_rows)
     _changed_rows.clear()
     for sku in await _publish_owned_rows(changed):

@@ -352,13 +352,6 @@ def neighbors_record(
     }
 
 
-class _Counts(dict[str, Number]):
-    """SKU -> n_i as published; 0 for an unknown item (`__getitem__` is the lookup)."""
-
-    def __missing__(self, sku: str) -> Number:
-        return 0
-
-
 @dataclass(slots=True)
 class NeighborIndex:
     """Read model of `item-neighbors`: every item's latest record, held by each worker.
@@ -377,8 +370,6 @@ class NeighborIndex:
     # The POPULAR_KEPT most-bought items, kept up to date on every record,
     # so the popularity fallback never scans all items.
     _popular: list[tuple[float, str]] = field(default_factory=list)
-    # n_i of every row again, for `baskets_at`'s lookup without decay.
-    _counts: _Counts = field(default_factory=_Counts)
 
     POPULAR_KEPT: ClassVar[int] = 100
 
@@ -390,7 +381,6 @@ class NeighborIndex:
         neighbors = tuple((str(n["sku"]), n["count"]) for n in record["neighbors"])
         previous = self.rows.get(sku)
         self.rows[sku] = (baskets, as_of, neighbors)
-        self._counts[sku] = baskets
         total = Weighted(record["total_baskets"], as_of)
         if self._later(total, self.total):
             self.total = total
@@ -436,11 +426,17 @@ class NeighborIndex:
     def baskets_at(self, at: float = 0.0) -> Callable[[str], Number]:
         """`baskets(sku, at)` as a function of the SKU: a ranking calls it for every candidate.
 
-        Without decay it is a dict lookup, not a method call and a conversion.
+        Without decay it is a lookup in `rows`, not a method call and a conversion.
         """
-        if not self.decay.enabled:
-            return self._counts.__getitem__
-        return partial(self.baskets, at=at)
+        if self.decay.enabled:
+            return partial(self.baskets, at=at)
+        find = self.rows.get
+
+        def baskets(sku: str) -> Number:
+            entry = find(sku)
+            return entry[0] if entry else 0
+
+        return baskets
 
     def total_baskets(self, at: float = 0.0) -> Number:
         """N, expressed at time `at` when decay is on."""

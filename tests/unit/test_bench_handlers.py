@@ -8,14 +8,13 @@ fanned out counted into the item rows, the rows' records fed back.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import orjson
 
-from stream.bench.pipeline import Workload
+from stream.bench.pipeline import Workload, environment_without_settings
 from stream.config import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_handlers_do_the_pipelines_whole_work(tmp_path: Path) -> None:
     events, customers, history = 1500, 60, 100
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
+    env = environment_without_settings()
     done = subprocess.run(
         [
             sys.executable,
