@@ -208,6 +208,9 @@ def report(figures: dict[str, Any]) -> str:
             f"- the pipeline's own work, no broker: {handlers['cpu_us_per_event']:.1f} CPU us "
             f"an input event (a call: {calls})",
         ]
+        state = handlers["state"]
+        held = ", ".join(f"{k} {v:,.0f} B" for k, v in state["bytes_per_customer"].items())
+        lines.append(f"- held per customer after it, {state['customers']:,} customers: {held}")
         baselines = (pipeline or {}).get("medians", {})
         passthrough = next((m for n, m in baselines.items() if n.startswith("passthrough ")), None)
         if passthrough:

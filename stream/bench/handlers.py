@@ -20,6 +20,10 @@ time moves by minutes here, days between re-scores). So this is the least the
 pipeline pays an event with its code as it is, on any framework, and next to
 the bench's processors it says how much of their cost is the pipeline's own.
 
+After the run it also weighs what the worker then holds per customer in each
+table keyed by customer (customers, carts, contacts), as a worker holds them
+once recovered from their changelogs (`stream.bench.memory.held_bytes`).
+
 Run as a child process, one per run (`python -m stream.bench.handlers
 --events N ...`, figures as JSON on stdout) so that each run starts from empty
 tables, and `stream.app` reads its settings from the environment the bench
@@ -39,15 +43,18 @@ from typing import Any, cast
 
 import faust
 import orjson
+from faust.serializers import codecs
 from faust.types import TP, RecordMetadata
 from faust.types.tuples import Message
 
 from stream import app as worker
 from stream.batches import set_current_event
+from stream.bench.memory import held_bytes
 from stream.bench.pipeline import Workload
 from stream.demo import DemoEvent
 from stream.kafka import KeyPartitioner
 
+CUSTOMER_TABLES = ("customers", "carts", "contacts")  # stream.app's tables keyed by customer id
 TICK_EVENTS = 800  # input events between two timer ticks: 0.2 s at ~4,000 events/s
 Handler = Callable[[faust.EventT[bytes]], Awaitable[None]]
 
@@ -171,6 +178,29 @@ def own_every_partition(partitions: int) -> None:
     worker._unsettled = lambda: False
 
 
+def customer_state() -> dict[str, Any]:
+    """Heap bytes a customer takes in each of the worker's CUSTOMER_TABLES, and in all."""
+    held: dict[str, int] = {}
+    customers: set[str] = set()
+    for name in CUSTOMER_TABLES:
+        table = getattr(worker, name)
+        entries = table.data.data  # faust.stores.memory.Store's dict
+        customers |= entries.keys()
+        held[name] = held_bytes(
+            (
+                (
+                    codecs.dumps(table.key_serializer, key),
+                    codecs.dumps(table.value_serializer, value),
+                )
+                for key, value in entries.items()
+            ),
+            table.key_serializer,
+            table.value_serializer,
+        )
+    each = {name: held[name] / len(customers) for name in CUSTOMER_TABLES}
+    return {"customers": len(customers), "bytes_per_customer": each | {"all": sum(each.values())}}
+
+
 async def measure(events: int, customers: int, history: int) -> dict[str, Any]:
     """CPU an input event of the handlers on the bench workload, after learning its history."""
     partitions = worker.settings.partitions
@@ -197,6 +227,7 @@ async def measure(events: int, customers: int, history: int) -> dict[str, Any]:
         "share": {k: handlers.seconds[k] / spent for k in handlers.seconds},
         "records_sent": dict(producer.sent),
         "bytes_sent": dict(producer.sent_bytes),
+        "state": customer_state(),
     }
 
 

@@ -9,6 +9,11 @@ workload through the same domain functions the agents call:
 - customers: bytes per customer (CustomerState with a few orders each);
 - the time per call of the per-event domain work (apply_basket, apply_order,
   scoring a customer, suggesting for a cart).
+
+`held_bytes` measures a table the same way from its changelog records: what
+a worker holds once it has recovered them. `bench handlers` uses it for every
+table keyed by customer (customers, carts, contacts) after its workload,
+since a customer's cart and contacts are held beside their value state.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import random
 import statistics
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
+
+from faust.serializers import codecs
 
 from stream.config import load_ltv_params
 from stream.domain.clv import score
@@ -142,6 +149,31 @@ def measure_customers(count: int, orders_each: int = 4, seed: int = 7) -> dict[s
         "packed_state_bytes_per_customer": statistics.mean(len(v) for v in table.values()),
         "unpacked_state_bytes_per_customer": _object_bytes(lambda: unpack(table["c0"])),
     }
+
+
+def held_bytes(records: Iterable[tuple[bytes, bytes]], key_codec: str, value_codec: str) -> int:
+    """Heap bytes a worker holds for a table's changelog `records` (key, value) once recovered.
+
+    Rebuilt as Faust's memory store holds them, under tracemalloc: each key
+    and value decoded with the table's codecs, and each key's partition
+    (`faust.stores.memory.Store._key_partition`).
+    """
+    records = list(records)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    store: dict[Any, Any] = {}
+    partitions: dict[Any, int] = {}
+    for key, value in records:
+        decoded = codecs.loads(key_codec, key)
+        # from a fresh buffer, as a fetch's: a `raw` value is kept as it comes
+        store[decoded] = codecs.loads(value_codec, bytes(bytearray(value)))
+        partitions[decoded] = 0
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    del store, partitions
+    return used
 
 
 def _object_bytes(make: Callable[[], object], copies: int = 1000) -> float:

@@ -3,7 +3,8 @@
 Figures are not judged here (README "Performance"); this proves the run
 does the pipeline's whole work: every event handled by the handler its
 agent uses, every answer the contract promises sent, every basket record
-fanned out counted into the item rows, the rows' records fed back.
+fanned out counted into the item rows, the rows' records fed back; and that
+the state it weighs afterwards is every customer's, in each table.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from stream.bench.pipeline import Workload, environment_without_settings
 from stream.config import Topics
@@ -53,3 +55,9 @@ def test_the_handlers_do_the_pipelines_whole_work(tmp_path: Path) -> None:
     assert any(name.endswith("-carts-changelog") for name in sent)  # the timers' records
     assert figures["cpu_us_per_event"] > 0
     assert set(figures["us_per_call"]) == {"cart event", "order", "basket record", "timers"}
+    # What the worker then holds: every customer with an event has a state in some table.
+    state = figures["state"]
+    assert state["customers"] == len({e.key for e in workload.history + workload.events})
+    held = state["bytes_per_customer"]
+    assert all(held[table] > 0 for table in ("customers", "carts", "contacts"))
+    assert held["all"] == pytest.approx(held["customers"] + held["carts"] + held["contacts"])
