@@ -42,7 +42,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from functools import lru_cache
 from typing import Any, TypeVar
 
 import faust
@@ -130,7 +129,7 @@ from stream.domain.variants import TREATMENT, assign_variant
 from stream.kafka import client_security, faust_client_options, tuned_transport
 from stream.metrics import FaustSensors, Metrics, labelled
 from stream.offsets import verify_end_offsets
-from stream.state import register_codecs
+from stream.state import Packed, dump_state, load_state, register_codecs
 
 log = logging.getLogger(__name__)
 
@@ -239,11 +238,22 @@ def _table(name: str, value_serializer: str, **options: Any) -> Any:
     return table
 
 
-customers = _table("customers", "raw")  # packed CustomerState bytes
-carts = _table("carts", "state")
+customers = _table("customers", "raw")  # packed: see customer_states below
+carts = _table("carts", "raw")
 subscriptions = _table("subscriptions", "state")
 item_rows = _table("item-rows", "state")
-contacts = _table("contacts", "state")
+contacts = _table("contacts", "raw")
+# The tables keyed by customer hold every customer this worker owns, so they
+# hold them packed (stream.state.Packed): a CustomerState as compact bytes
+# (stream.domain.ltv.pack), a cart and contacts as their changelog records.
+# The agents read and write the unpacked values through these; the states of
+# the UNPACKED_KEPT customers last worked on stay unpacked too (most adds are
+# of a customer who added something moments ago). Bounded: 12 MB a table at
+# ~3 KB a state.
+UNPACKED_KEPT = 4096
+customer_states: Packed[CustomerState] = Packed(customers, pack, unpack, put, UNPACKED_KEPT)
+cart_states: Packed[CartState] = Packed(carts, dump_state, load_state, put, UNPACKED_KEPT)
+contact_states: Packed[ContactState] = Packed(contacts, dump_state, load_state, put, UNPACKED_KEPT)
 # Baskets counted per source partition of purchase-events (N_p), written by
 # track_orders; and, on the item side, the largest N_p each item-baskets
 # partition has been told (key "target:source"). N = sum over sources.
@@ -404,20 +414,6 @@ population = Population(
 RESCORE_PER_TICK = 1000
 
 
-def load_customer(cid: str) -> CustomerState | None:
-    """The customer's state (the table holds it packed: see `stream.domain.ltv.pack`)."""
-    packed: bytes | None = customers.get(cid)
-    return _unpacked(packed) if packed is not None else None
-
-
-# Every cart add reads its customer (what they own, their value), most of them
-# customers in a session who added something moments ago: the states of the
-# UNPACKED_KEPT latest packed values read are kept (a state is immutable, and
-# a new order is a new packed value). Bounded: ~3 KB each at most, 12 MB.
-UNPACKED_KEPT = 4096
-_unpacked = lru_cache(maxsize=UNPACKED_KEPT)(unpack)
-
-
 def customer_record(
     cid: str, state: CustomerState, as_of: float, variant: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -487,7 +483,7 @@ async def rescore_customers() -> None:
         _customer_partitions.clear()
         _customer_partitions.update(owned)
         for cid in population.held():
-            held = load_customer(cid)
+            held = customer_states.get(cid)
             if held is None or held.partition not in owned:
                 population.forget(cid)
         for cid, packed in customers.items():
@@ -495,7 +491,7 @@ async def rescore_customers() -> None:
                 population.schedule_now(cid)
     now = clock.now()
     for cid in population.pop_due(now, RESCORE_PER_TICK):
-        state = load_customer(cid)
+        state = customer_states.get(cid)
         if state is None or state.partition not in owned:
             population.forget(cid)
             continue
@@ -514,14 +510,14 @@ async def track_orders(stream: faust.StreamT[bytes]) -> None:
 
 async def _on_purchase_event(event: EventT[bytes], order: PurchaseEvent) -> None:
     cid = order.customer_id
-    before = load_customer(cid)
+    before = customer_states.get(cid)
     if order.type == "order_completed":
         state, changed = apply_order(before, order, event.message.partition, event.message.offset)
     else:
         state, changed = apply_refund(before, order)
     redelivered = not changed and _is_redelivery(state, order, event)
     if changed:
-        await put(customers, cid, pack(state))
+        await customer_states.put(cid, state)
     if changed or redelivered:
         await _emit_order_outputs(event, order, state, count=changed)
 
@@ -559,7 +555,7 @@ async def _emit_order_outputs(
     if count:
         labelled(metrics.orders, variant).inc()
         labelled(metrics.revenue, variant).inc(float(order.total or 0))
-        attributed = attribute(contacts.get(cid), order, contact_rules)
+        attributed = attribute(contact_states.get(cid), order, contact_rules)
         if attributed is not None:
             labelled(metrics.conversions, variant).inc()
             labelled(metrics.attributed_revenue, variant).inc(float(attributed))
@@ -742,12 +738,12 @@ async def suggest_cross_sell(stream: faust.StreamT[bytes]) -> None:
 async def _on_cart_event(event: EventT[bytes], change: CartEvent) -> None:
     cid = change.customer_id
     position = (event.message.partition, event.message.offset)
-    cart, applied = apply_cart_event(carts.get(cid), change, position)
+    cart, applied = apply_cart_event(cart_states.get(cid), change, position)
     answer = change.type == "item_added" and (applied or cart.seen.get(change.event_id) == position)
     if answer:
         cart = await _answer_cart_add(event, change, cart)
     if applied:
-        await put(carts, cid, cart)
+        await cart_states.put(cid, cart)
 
 
 handle_cart = valid_only(T.cart, decode_cart, "suggest_cross_sell", _on_cart_event)
@@ -757,7 +753,7 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
     """Send the one suggestion (and a cart_add trigger); return the cart with what was shown."""
     cid = change.customer_id
     variant = assign_variant(cid, settings.holdout_share)
-    customer = load_customer(cid)
+    customer = customer_states.get(cid)
     owned = customer.owned if customer is not None else {}
     excluded = recently_bought(owned, change.ts, rules.rebuy_window_days)
     excluded |= held_back(cart.shown, change.ts, rules)
@@ -773,13 +769,13 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
         encode(suggestion_record(change, cart.cart_id, items, variant, emitted_at)),
     )
     metrics.suggestions_emitted.inc()
-    contact = record_exposure(contacts.get(cid), (i.sku for i in would_show), change.ts)
+    contact = record_exposure(contact_states.get(cid), (i.sku for i in would_show), change.ts)
     offers = marketing_offers(would_show, new_customer=not owned)
     if offers:
         summary = value_summary(cid, customer, change.ts)
         trigger = cart_add_trigger(change, cart.cart_id, offers, summary, variant, emitted_at)
         contact = await send_trigger(cid, trigger, variant, change.ts, contact) or contact
-    await put(contacts, cid, contact)  # one write for the exposure and the trigger
+    await contact_states.put(cid, contact)  # one write for the exposure and the trigger
     observe_latency(event)
     if not items:
         return cart
@@ -815,9 +811,9 @@ async def send_recorded_trigger(cid: str, trigger: dict[str, Any], variant: str,
 
     Must run inside the customer's partition's event (it writes `contacts`).
     """
-    sent = await send_trigger(cid, trigger, variant, at, contacts.get(cid))
+    sent = await send_trigger(cid, trigger, variant, at, contact_states.get(cid))
     if sent is not None:
-        await put(contacts, cid, sent)
+        await contact_states.put(cid, sent)
 
 
 # Renewal windows by due time, per owned partition: (opens at, subscription id);
@@ -885,7 +881,7 @@ async def _on_tick(event: EventT[bytes]) -> None:
 async def _announce_renewal(sid: str, state: SubscriptionState, window: int, now: float) -> None:
     cid = state.customer_id
     variant = assign_variant(cid, settings.holdout_share)
-    customer = load_customer(cid)
+    customer = customer_states.get(cid)
     owned = customer.owned if customer is not None else {}
     addons = suggest_for_cart(list(owned), set(owned), index, rules, at=now) if owned else []
     trigger = renewal_trigger(

@@ -30,12 +30,17 @@ class CartState:
     shown: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """The fields for orjson, which writes the tuples as arrays.
+
+        The state's own mappings, not copies (a state is never changed; copying
+        them was most of the cost of writing a cart, which every add does).
+        """
         return {
             "cart_id": self.cart_id,
-            "items": dict(self.items),
+            "items": self.items,
             "last_ts": self.last_ts,
-            "seen": {eid: list(pos) for eid, pos in self.seen.items()},
-            "shown": {sku: list(entry) for sku, entry in self.shown.items()},
+            "seen": self.seen,
+            "shown": self.shown,
         }
 
     @classmethod

@@ -50,11 +50,16 @@ class ContactState:
     exposed: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """The fields for orjson, which writes the tuples as arrays.
+
+        The state's own mappings, not copies (a state is never changed; copying
+        them was most of the cost of writing contacts, which every add does).
+        """
         return {
             "day": self.day,
             "sent_on_day": self.sent_on_day,
-            "offered": dict(self.offered),
-            "exposed": {sku: list(times) for sku, times in self.exposed.items()},
+            "offered": self.offered,
+            "exposed": self.exposed,
         }
 
     @classmethod
@@ -64,7 +69,7 @@ class ContactState:
             sent_on_day=int(data["sent_on_day"]),
             offered={str(k): float(v) for k, v in data["offered"].items()},
             exposed={
-                str(k): tuple(float(t) for t in (v if isinstance(v, list) else [v]))
+                str(k): tuple(float(t) for t in (v if isinstance(v, list | tuple) else [v]))
                 for k, v in data["exposed"].items()
             },
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from stream.domain.carts import (
@@ -217,7 +218,7 @@ def test_shown_survives_new_carts_and_clears(
 def test_shown_json_round_trip() -> None:
     """CartState.shown travels as lists and comes back as (int, float) tuples."""
     state = CartState(cart_id="k1", items={"a": 1}, last_ts=T0, shown=SHOWN)
-    data = state.to_json()
+    data = orjson.loads(orjson.dumps(state.to_json()))  # as it travels
     assert data["shown"] == {"x": [2, T0 - 60.0], "y": [1, T0]}
     assert CartState.from_json(data) == state
 

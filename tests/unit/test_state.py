@@ -1,4 +1,4 @@
-"""stream.state: the `utf8` and `state` Faust codecs used by the tables' changelogs."""
+"""stream.state: the Faust codecs of the tables' changelogs (`utf8`, `state`), and `Packed`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ from stream.domain.contacts import ContactState
 from stream.domain.cooccurrence import BasketCount, ItemRow
 from stream.domain.ltv import CustomerState, OrderMemo
 from stream.domain.subscriptions import SubscriptionState
-from stream.state import STATE_TYPES, StateCodec, Utf8Codec, register_codecs
+from stream.state import (
+    STATE_TYPES,
+    Packed,
+    StateCodec,
+    Utf8Codec,
+    dump_state,
+    load_state,
+    register_codecs,
+)
 
 T0 = 1_795_425_300.0  # 2026-11-23T09:15:00Z
 
@@ -215,3 +223,61 @@ def test_utf8_codec(text: str, data: bytes) -> None:
 def test_utf8_codec_passes_bytes_through() -> None:
     """Bytes given to the utf8 codec are written as they are."""
     assert Utf8Codec()._dumps(b"raw\xff") == b"raw\xff"
+
+
+class Writes:
+    """A table as `Packed` sees it (a mapping) and the write it is given, recorded."""
+
+    def __init__(self) -> None:
+        self.table: dict[str, bytes] = {}
+        self.written: list[tuple[str, bytes]] = []
+
+    async def put(self, table: Any, key: str, value: bytes) -> None:
+        assert table is self.table
+        table[key] = value
+        self.written.append((key, value))
+
+
+def packed_carts(writes: Writes, kept: int = 2) -> Packed[CartState]:
+    return Packed(writes.table, dump_state, load_state, writes.put, kept)
+
+
+CART = CartState(cart_id="k1", items={"a": 1}, last_ts=T0, seen={"e1": (0, 3)})
+
+
+async def test_packed_table_holds_the_changelog_bytes() -> None:
+    """`put` writes the state's `state` changelog bytes; `get` gives back the state itself."""
+    writes = Writes()
+    carts = packed_carts(writes)
+    assert carts.get("c1") is None
+    await carts.put("c1", CART)
+    assert writes.written == [("c1", codecs.dumps("state", CART))]
+    assert writes.table["c1"] == codecs.dumps("state", CART)
+    assert carts.get("c1") is CART  # kept unpacked: read back without decoding
+
+
+async def test_packed_table_unpacks_what_it_did_not_write() -> None:
+    """A value the table got otherwise (recovery, another write) is unpacked from its bytes."""
+    writes = Writes()
+    carts = packed_carts(writes)
+    await carts.put("c1", CART)
+    recovered = CartState(cart_id="k2", items={"b": 2}, last_ts=T0 + 1)
+    writes.table["c1"] = codecs.dumps("state", recovered)
+    assert carts.get("c1") == recovered
+    writes.table["c2"] = codecs.dumps("state", CART)
+    got = carts.get("c2")
+    assert got == CART and got is not CART
+
+
+async def test_packed_table_keeps_the_latest_unpacked() -> None:
+    """At most `kept` values stay unpacked, the least recently used going first."""
+    writes = Writes()
+    carts = packed_carts(writes, kept=2)
+    states = {f"c{n}": CartState(cart_id=f"k{n}", last_ts=T0 + n) for n in range(3)}
+    await carts.put("c0", states["c0"])
+    await carts.put("c1", states["c1"])
+    assert carts.get("c0") is states["c0"]  # c0 used last: c1 is now the oldest
+    await carts.put("c2", states["c2"])
+    assert carts.get("c0") is states["c0"] and carts.get("c2") is states["c2"]
+    again = carts.get("c1")  # evicted: unpacked anew from the table
+    assert again == states["c1"] and again is not states["c1"]
