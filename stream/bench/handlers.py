@@ -20,9 +20,10 @@ time moves by minutes here, days between re-scores). So this is the least the
 pipeline pays an event with its code as it is, on any framework, and next to
 the bench's processors it says how much of their cost is the pipeline's own.
 
-After the run it also weighs what the worker then holds per customer in each
+After the run it also weighs what the worker then holds per customer: each
 table keyed by customer (customers, carts, contacts), as a worker holds them
-once recovered from their changelogs (`stream.bench.memory.held_bytes`).
+once recovered from their changelogs, and the rank index over them
+(`stream.bench.memory`).
 
 Run as a child process, one per run (`python -m stream.bench.handlers
 --events N ...`, figures as JSON on stdout) so that each run starts from empty
@@ -49,7 +50,7 @@ from faust.types.tuples import Message
 
 from stream import app as worker
 from stream.batches import set_current_event
-from stream.bench.memory import held_bytes
+from stream.bench.memory import held_bytes, rank_index_bytes
 from stream.bench.pipeline import Workload
 from stream.demo import DemoEvent
 from stream.kafka import KeyPartitioner
@@ -179,7 +180,7 @@ def own_every_partition(partitions: int) -> None:
 
 
 def customer_state() -> dict[str, Any]:
-    """Heap bytes a customer takes in each of the worker's CUSTOMER_TABLES, and in all."""
+    """Heap bytes a customer takes in each of the worker's CUSTOMER_TABLES, its rank index, all."""
     held: dict[str, int] = {}
     customers: set[str] = set()
     for name in CUSTOMER_TABLES:
@@ -197,7 +198,12 @@ def customer_state() -> dict[str, Any]:
             table.key_serializer,
             table.value_serializer,
         )
-    each = {name: held[name] / len(customers) for name in CUSTOMER_TABLES}
+    table = worker.customers
+    held["rank index"] = rank_index_bytes(
+        ((key.encode(), packed) for key, packed in table.data.data.items()),
+        worker.population.interval,
+    )
+    each = {name: size / len(customers) for name, size in held.items()}
     return {"customers": len(customers), "bytes_per_customer": each | {"all": sum(each.values())}}
 
 

@@ -11,9 +11,11 @@ workload through the same domain functions the agents call:
   scoring a customer, suggesting for a cart).
 
 `held_bytes` measures a table the same way from its changelog records: what
-a worker holds once it has recovered them. `bench handlers` uses it for every
-table keyed by customer (customers, carts, contacts) after its workload,
-since a customer's cart and contacts are held beside their value state.
+a worker holds once it has recovered them, and `rank_index_bytes` the rank
+index it builds over the customers table. `bench handlers` uses them for
+every table keyed by customer (customers, carts, contacts) after its
+workload, since a customer's cart and contacts are held beside their value
+state.
 """
 
 from __future__ import annotations
@@ -173,6 +175,32 @@ def held_bytes(records: Iterable[tuple[bytes, bytes]], key_codec: str, value_cod
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     del store, partitions
+    return used
+
+
+def rank_index_bytes(records: Iterable[tuple[bytes, bytes]], interval: float) -> int:
+    """Heap bytes of the rank and re-score index a worker builds over the customers table's records.
+
+    `records`: the table's changelog records (customer id, `ltv.pack` bytes);
+    each customer scored and placed as `stream.app.customer_record` does.
+    Like `measure_customers`, it counts `clv.score`'s cache of recent scores.
+    """
+    records = list(records)
+    params = load_ltv_params(None)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    population = Population(Ranking.create(), interval=interval)
+    for key, packed in records:
+        state = unpack(packed)
+        as_of = state.last_ts or 0.0
+        scores = customer_scores(state, as_of, params)
+        population.scored(key.decode(), float(state.revenue), scores.predicted_clv, as_of)
+    del state, scores
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    del population
     return used
 
 

@@ -59,5 +59,6 @@ def test_the_handlers_do_the_pipelines_whole_work(tmp_path: Path) -> None:
     state = figures["state"]
     assert state["customers"] == len({e.key for e in workload.history + workload.events})
     held = state["bytes_per_customer"]
-    assert all(held[table] > 0 for table in ("customers", "carts", "contacts"))
-    assert held["all"] == pytest.approx(held["customers"] + held["carts"] + held["contacts"])
+    parts = ("customers", "carts", "contacts", "rank index")
+    assert all(held[part] > 0 for part in parts)
+    assert held["all"] == pytest.approx(sum(held[part] for part in parts))
