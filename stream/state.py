@@ -80,9 +80,10 @@ class Packed(Generic[S]):
     record does. The table's store and changelog hold the same bytes, so a
     recovering worker keeps them as they come. The `kept` values last read
     or written stay unpacked too, since an agent reads back what it wrote
-    moments ago (a cart with each add): each checked against the very bytes
-    the table holds, so a value that recovery or another write replaced is
-    unpacked anew.
+    moments ago (a cart with each add): each kept with its bytes and used
+    only while the table holds the same bytes, so a value that recovery or
+    another write replaced is unpacked anew (and a RocksDB store, which hands
+    out a new bytes object each read, still finds it).
     """
 
     def __init__(
@@ -103,7 +104,7 @@ class Packed(Generic[S]):
         if packed is None:
             return None
         hit = self._unpacked.get(key)
-        if hit is not None and hit[0] is packed:
+        if hit is not None and hit[0] == packed:  # the same object, mostly: no compare
             self._unpacked.move_to_end(key)
             return hit[1]
         value = self._unpack(packed)

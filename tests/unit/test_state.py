@@ -269,6 +269,15 @@ async def test_packed_table_unpacks_what_it_did_not_write() -> None:
     assert got == CART and got is not CART
 
 
+async def test_packed_table_finds_its_value_in_a_copy_of_the_bytes() -> None:
+    """A store that hands out new bytes objects (RocksDB) still reads the value kept unpacked."""
+    writes = Writes()
+    carts = packed_carts(writes)
+    await carts.put("c1", CART)
+    writes.table["c1"] = bytes(bytearray(writes.table["c1"]))  # equal bytes, another object
+    assert carts.get("c1") is CART
+
+
 async def test_packed_table_keeps_the_latest_unpacked() -> None:
     """At most `kept` values stay unpacked, the least recently used going first."""
     writes = Writes()
