@@ -248,8 +248,8 @@ contacts = _table("contacts", "raw")
 # (stream.domain.ltv.pack), a cart and contacts as their changelog records.
 # The agents read and write the unpacked values through these; the states of
 # the UNPACKED_KEPT customers last worked on stay unpacked too (most adds are
-# of a customer who added something moments ago). Bounded: 12 MB a table at
-# ~3 KB a state.
+# of a customer who added something moments ago). Bounded: about 50 MB for
+# the three at the bench workload's 3-5 KB a state unpacked.
 UNPACKED_KEPT = 4096
 customer_states: Packed[CustomerState] = Packed(customers, pack, unpack, put, UNPACKED_KEPT)
 cart_states: Packed[CartState] = Packed(carts, dump_state, load_state, put, UNPACKED_KEPT)
