@@ -483,8 +483,8 @@ async def rescore_customers() -> None:
         _customer_partitions.clear()
         _customer_partitions.update(owned)
         for cid in population.held():
-            held = customer_states.get(cid)
-            if held is None or held.partition not in owned:
+            packed: bytes | None = customers.get(cid)  # its partition without unpacking it
+            if packed is None or packed_partition(packed) not in owned:
                 population.forget(cid)
         for cid, packed in customers.items():
             if cid not in population and packed_partition(packed) in owned:
