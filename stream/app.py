@@ -238,18 +238,18 @@ def _table(name: str, value_serializer: str, **options: Any) -> Any:
     return table
 
 
-customers = _table("customers", "raw")  # packed: see customer_states below
-carts = _table("carts", "raw")
+customers = _table("customers", "packed-customer")  # see customer_states below
+carts = _table("carts", "packed-state")
 subscriptions = _table("subscriptions", "state")
 item_rows = _table("item-rows", "state")
-contacts = _table("contacts", "raw")
+contacts = _table("contacts", "packed-state")
 # The tables keyed by customer hold every customer this worker owns, so they
 # hold them packed (stream.state.Packed): a CustomerState as compact bytes
-# (stream.domain.ltv.pack), a cart and contacts as their changelog records.
-# The agents read and write the unpacked values through these; the states of
-# the UNPACKED_KEPT customers last worked on stay unpacked too (most adds are
-# of a customer who added something moments ago). Bounded: about 50 MB for
-# the three at the bench workload's 3-5 KB a state unpacked.
+# (stream.domain.ltv.pack), a cart and contacts as their changelog records;
+# but for the UNPACKED_KEPT customers last worked on (most adds are of a
+# customer who added something moments ago), held as the agents use them.
+# The agents read and write the values through these. Bounded: about 50 MB
+# for the three at the bench workload's 3-5 KB a state unpacked.
 UNPACKED_KEPT = 4096
 customer_states: Packed[CustomerState] = Packed(customers, pack, unpack, put, UNPACKED_KEPT)
 cart_states: Packed[CartState] = Packed(carts, dump_state, load_state, put, UNPACKED_KEPT)
@@ -414,6 +414,11 @@ population = Population(
 RESCORE_PER_TICK = 1000
 
 
+def _partition_of(held: bytes | CustomerState) -> int:
+    """The partition of a customer as the customers table holds it (packed or in use)."""
+    return packed_partition(held) if isinstance(held, bytes) else held.partition
+
+
 def customer_record(
     cid: str, state: CustomerState, as_of: float, variant: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -483,11 +488,11 @@ async def rescore_customers() -> None:
         _customer_partitions.clear()
         _customer_partitions.update(owned)
         for cid in population.held():
-            packed: bytes | None = customers.get(cid)  # its partition without unpacking it
-            if packed is None or packed_partition(packed) not in owned:
+            held = customers.get(cid)  # its partition, without unpacking it
+            if held is None or _partition_of(held) not in owned:
                 population.forget(cid)
-        for cid, packed in customers.items():
-            if cid not in population and packed_partition(packed) in owned:
+        for cid, held in customers.items():
+            if cid not in population and _partition_of(held) in owned:
                 population.schedule_now(cid)
     now = clock.now()
     for cid in population.pop_due(now, RESCORE_PER_TICK):

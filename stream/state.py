@@ -5,19 +5,20 @@ dataclasses as orjson `[type name, fields]`, so a recovering worker gets
 back the same typed values the agents wrote.
 
 The tables keyed by customer hold every customer the worker owns, so they
-hold each value packed, as the bytes its changelog record carries, and an
-agent unpacks the customer it works on (`Packed`).
+hold each value packed, as the bytes its changelog record carries, but for
+the customers in use (`Packed`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import orjson
 from faust.serializers import codecs
 
+from stream.domain import ltv
 from stream.domain.carts import CartState
 from stream.domain.contacts import ContactState
 from stream.domain.cooccurrence import ItemRow
@@ -69,21 +70,41 @@ class StateCodec(codecs.Codec):
         return load_state(data)
 
 
+class PackedCodec(codecs.Codec):
+    """The values of a `Packed` table: a state written with `pack`, bytes read back as they are."""
+
+    def __init__(self, pack: Callable[[Any], bytes]) -> None:
+        super().__init__()
+        self._pack = pack
+
+    def _dumps(self, obj: Any) -> bytes:
+        return obj if isinstance(obj, bytes) else self._pack(obj)
+
+    def _loads(self, data: bytes) -> bytes:
+        return data
+
+
 S = TypeVar("S")
 
 
 class Packed(Generic[S]):
-    """A table that holds each value packed, as bytes; `get` and `put` take the unpacked value.
+    """A table keyed by customer: its values held packed, but for those in use.
 
-    Unpacked, a customer's cart and contacts took 4-5 KB each (`bench
-    handlers`, which weighs them); packed they take what their changelog
-    record does. The table's store and changelog hold the same bytes, so a
-    recovering worker keeps them as they come. The `kept` values last read
-    or written stay unpacked too, since an agent reads back what it wrote
-    moments ago (a cart with each add): each kept with its bytes and used
-    only while the table holds the same bytes, so a value that recovery or
-    another write replaced is unpacked anew (and a RocksDB store, which hands
-    out a new bytes object each read, still finds it).
+    A worker holds every customer it owns. Unpacked, a cart and contacts took
+    4-5 KB each (`bench handlers` weighs them); packed, what their changelog
+    record takes. The table's codec (a `PackedCodec` with the same `pack`)
+    writes the changelog records, and what recovery reads stays bytes.
+
+    The agents `get` and `put` the values themselves. A value written is held
+    as written, and so stay the `kept` values last read or written (an agent
+    reads back what it wrote moments ago: a cart with each add); the one used
+    longest ago is packed into the store when a newer one needs its place. So
+    a value is packed when its changelog record is sent (the last write of a
+    key each flush) and when it leaves the kept ones, not at each write. A
+    value read as bytes is kept unpacked beside them and used while the
+    store holds equal bytes (so a value that recovery replaced is unpacked
+    anew). A RocksDB store holds bytes only and hands out a new bytes object
+    each read, so there a value written is unpacked once at its next read.
     """
 
     def __init__(
@@ -91,40 +112,49 @@ class Packed(Generic[S]):
         table: Any,
         pack: Callable[[S], bytes],
         unpack: Callable[[bytes], S],
-        put: Callable[[Any, str, bytes], Awaitable[None]],
+        put: Callable[[Any, str, S], Awaitable[None]],
         kept: int,
     ) -> None:
         self.table = table
         self._pack, self._unpack, self._put = pack, unpack, put
         self._kept = kept
-        self._unpacked: OrderedDict[str, tuple[bytes, S]] = OrderedDict()
+        # key -> (the bytes the store held when the value was unpacked, or None
+        # when the store holds the value itself, as written; the value)
+        self._in_use: OrderedDict[str, tuple[bytes | None, S]] = OrderedDict()
 
     def get(self, key: str) -> S | None:
-        packed: bytes | None = self.table.get(key)
-        if packed is None:
+        held: Any = self.table.get(key)
+        if held is None:
             return None
-        hit = self._unpacked.get(key)
-        if hit is not None and hit[0] == packed:  # the same object, mostly: no compare
-            self._unpacked.move_to_end(key)
-            return hit[1]
-        value = self._unpack(packed)
-        self._keep(key, packed, value)
+        if not isinstance(held, bytes):  # written here, not packed since
+            self._use(key, None, held)
+            return cast(S, held)
+        used = self._in_use.get(key)
+        if used is not None and used[0] == held:  # the same object, mostly: no compare
+            self._in_use.move_to_end(key)
+            return used[1]
+        value = self._unpack(held)
+        self._use(key, held, value)
         return value
 
     async def put(self, key: str, value: S) -> None:
-        """Write `value` packed (`put`: the table write that sends its changelog record)."""
-        packed = self._pack(value)
-        await self._put(self.table, key, packed)
-        self._keep(key, packed, value)
+        """Write `value` (`put`: the table write whose changelog record the codec packs)."""
+        await self._put(self.table, key, value)
+        self._use(key, None, value)
 
-    def _keep(self, key: str, packed: bytes, value: S) -> None:
-        self._unpacked[key] = (packed, value)
-        self._unpacked.move_to_end(key)
-        if len(self._unpacked) > self._kept:
-            self._unpacked.popitem(last=False)
+    def _use(self, key: str, packed: bytes | None, value: S) -> None:
+        self._in_use[key] = (packed, value)
+        self._in_use.move_to_end(key)
+        if len(self._in_use) > self._kept:
+            key, (packed, value) = self._in_use.popitem(last=False)
+            store = self.table.data
+            if packed is None and store.get(key) is value:  # as written: an in-memory store
+                store[key] = self._pack(value)
 
 
 def register_codecs() -> None:
-    """Make `utf8` and `state` known to Faust (idempotent)."""
+    """Make `utf8`, `state` and the `Packed` tables' codecs known to Faust (idempotent)."""
     codecs.register("utf8", Utf8Codec())
     codecs.register("state", StateCodec())
+    codecs.register("packed-state", PackedCodec(dump_state))
+    codecs.register("packed-customer", PackedCodec(ltv.pack))

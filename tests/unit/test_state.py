@@ -12,7 +12,7 @@ from faust.serializers import codecs
 from stream.domain.carts import CartState
 from stream.domain.contacts import ContactState
 from stream.domain.cooccurrence import BasketCount, ItemRow
-from stream.domain.ltv import CustomerState, OrderMemo
+from stream.domain.ltv import CustomerState, OrderMemo, pack
 from stream.domain.subscriptions import SubscriptionState
 from stream.state import (
     STATE_TYPES,
@@ -225,68 +225,96 @@ def test_utf8_codec_passes_bytes_through() -> None:
     assert Utf8Codec()._dumps(b"raw\xff") == b"raw\xff"
 
 
-class Writes:
-    """A table as `Packed` sees it (a mapping) and the write it is given, recorded."""
+class Table:
+    """A table as `Packed` sees it: `get`, its store (`data`), and the writes it is given."""
 
     def __init__(self) -> None:
-        self.table: dict[str, bytes] = {}
-        self.written: list[tuple[str, bytes]] = []
+        self.data: dict[str, Any] = {}
+        self.written: list[tuple[str, Any]] = []
 
-    async def put(self, table: Any, key: str, value: bytes) -> None:
-        assert table is self.table
-        table[key] = value
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    async def put(self, table: Any, key: str, value: Any) -> None:
+        assert table is self
+        self.data[key] = value
         self.written.append((key, value))
 
 
-def packed_carts(writes: Writes, kept: int = 2) -> Packed[CartState]:
-    return Packed(writes.table, dump_state, load_state, writes.put, kept)
+class DiskTable(Table):
+    """A store that holds bytes only and hands out a new bytes object each read (RocksDB)."""
+
+    def get(self, key: str) -> Any:
+        held = self.data.get(key)
+        return None if held is None else bytes(bytearray(held))
+
+    async def put(self, table: Any, key: str, value: Any) -> None:
+        await super().put(table, key, codecs.dumps("packed-state", value))
+
+
+def packed_carts(table: Table, kept: int = 2) -> Packed[CartState]:
+    return Packed(table, dump_state, load_state, table.put, kept)
 
 
 CART = CartState(cart_id="k1", items={"a": 1}, last_ts=T0, seen={"e1": (0, 3)})
 
 
-async def test_packed_table_holds_the_changelog_bytes() -> None:
-    """`put` writes the state's `state` changelog bytes; `get` gives back the state itself."""
-    writes = Writes()
-    carts = packed_carts(writes)
+def test_packed_codecs_pack_states_and_keep_bytes_as_they_are() -> None:
+    """A changelog record is the packed state; what recovery reads stays those bytes."""
+    register_codecs()
+    assert codecs.dumps("packed-state", CART) == codecs.dumps("state", CART)
+    customer = STATES[1]
+    assert codecs.dumps("packed-customer", customer) == pack(customer)
+    packed = codecs.dumps("packed-state", CART)
+    assert codecs.dumps("packed-state", packed) is packed
+    assert codecs.loads("packed-state", packed) is packed
+
+
+async def test_packed_table_holds_a_value_in_use_as_written() -> None:
+    """`put` writes the value itself; `get` gives it back, no packing in between."""
+    table = Table()
+    carts = packed_carts(table)
     assert carts.get("c1") is None
     await carts.put("c1", CART)
-    assert writes.written == [("c1", codecs.dumps("state", CART))]
-    assert writes.table["c1"] == codecs.dumps("state", CART)
-    assert carts.get("c1") is CART  # kept unpacked: read back without decoding
-
-
-async def test_packed_table_unpacks_what_it_did_not_write() -> None:
-    """A value the table got otherwise (recovery, another write) is unpacked from its bytes."""
-    writes = Writes()
-    carts = packed_carts(writes)
-    await carts.put("c1", CART)
-    recovered = CartState(cart_id="k2", items={"b": 2}, last_ts=T0 + 1)
-    writes.table["c1"] = codecs.dumps("state", recovered)
-    assert carts.get("c1") == recovered
-    writes.table["c2"] = codecs.dumps("state", CART)
-    got = carts.get("c2")
-    assert got == CART and got is not CART
-
-
-async def test_packed_table_finds_its_value_in_a_copy_of_the_bytes() -> None:
-    """A store that hands out new bytes objects (RocksDB) still reads the value kept unpacked."""
-    writes = Writes()
-    carts = packed_carts(writes)
-    await carts.put("c1", CART)
-    writes.table["c1"] = bytes(bytearray(writes.table["c1"]))  # equal bytes, another object
+    assert table.written == [("c1", CART)]
     assert carts.get("c1") is CART
 
 
-async def test_packed_table_keeps_the_latest_unpacked() -> None:
-    """At most `kept` values stay unpacked, the least recently used going first."""
-    writes = Writes()
-    carts = packed_carts(writes, kept=2)
+async def test_packed_table_unpacks_what_recovery_put_there() -> None:
+    """Bytes in the store are unpacked once, and again only when they change."""
+    table = Table()
+    carts = packed_carts(table)
+    table.data["c1"] = dump_state(CART)
+    got = carts.get("c1")
+    assert got == CART and carts.get("c1") is got
+    recovered = CartState(cart_id="k2", items={"b": 2}, last_ts=T0 + 1)
+    table.data["c1"] = dump_state(recovered)
+    assert carts.get("c1") == recovered
+
+
+async def test_packed_table_packs_the_value_used_longest_ago() -> None:
+    """Past `kept` values in use, the one used longest ago is packed into the store."""
+    table = Table()
+    carts = packed_carts(table, kept=2)
     states = {f"c{n}": CartState(cart_id=f"k{n}", last_ts=T0 + n) for n in range(3)}
     await carts.put("c0", states["c0"])
     await carts.put("c1", states["c1"])
     assert carts.get("c0") is states["c0"]  # c0 used last: c1 is now the oldest
     await carts.put("c2", states["c2"])
-    assert carts.get("c0") is states["c0"] and carts.get("c2") is states["c2"]
-    again = carts.get("c1")  # evicted: unpacked anew from the table
+    assert table.data["c1"] == dump_state(states["c1"])  # packed: its changelog record
+    assert table.data["c0"] is states["c0"] and table.data["c2"] is states["c2"]
+    again = carts.get("c1")  # unpacked anew from the store
     assert again == states["c1"] and again is not states["c1"]
+    assert table.written == [(key, states[key]) for key in ("c0", "c1", "c2")]  # no new write
+
+
+async def test_packed_table_on_a_store_of_bytes() -> None:
+    """A store that hands out new bytes each read: unpacked once after a write, then kept."""
+    table = DiskTable()
+    carts = packed_carts(table, kept=1)
+    await carts.put("c1", CART)
+    got = carts.get("c1")
+    assert got == CART and got is not CART  # the store packed it: unpacked from its bytes
+    assert carts.get("c1") is got  # equal bytes: the value kept
+    await carts.put("c2", CART)  # c1 leaves the values in use: the store has it as bytes
+    assert table.data["c1"] == dump_state(CART)
