@@ -22,6 +22,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from itertools import chain
 from typing import Any, Final
 
 from stream.domain.events import SECONDS_PER_DAY, PurchaseEvent
@@ -50,26 +51,42 @@ class ContactState:
     exposed: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """The fields for orjson, which writes the tuples as arrays.
+        """The fields, each distinct time written once (`times`) and referred to by its index.
 
-        The state's own mappings, not copies (a state is never changed; copying
-        them was most of the cost of writing contacts, which every add does).
+        An add shows up to `limit` items at one time and a trigger offers its
+        items at one time, so a customer's times recur across their items:
+        written once each, the record is half as long (and so is the state a
+        worker holds packed: stream.state.Packed).
         """
+        times = list(
+            dict.fromkeys(chain(self.offered.values(), chain.from_iterable(self.exposed.values())))
+        )
+        index = {t: n for n, t in enumerate(times)}.__getitem__
         return {
             "day": self.day,
             "sent_on_day": self.sent_on_day,
-            "offered": self.offered,
-            "exposed": self.exposed,
+            "times": times,
+            "offered": dict(zip(self.offered, map(index, self.offered.values()), strict=True)),
+            "exposed": {sku: list(map(index, ts)) for sku, ts in self.exposed.items()},
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContactState:
+        """The state `to_json` wrote; also the records of before `times` (the times themselves)."""
+        if "times" in data:
+            times = [float(t) for t in data["times"]]
+            return cls(
+                day=int(data["day"]),
+                sent_on_day=int(data["sent_on_day"]),
+                offered={str(k): times[n] for k, n in data["offered"].items()},
+                exposed={str(k): tuple(times[n] for n in v) for k, v in data["exposed"].items()},
+            )
         return cls(
             day=int(data["day"]),
             sent_on_day=int(data["sent_on_day"]),
             offered={str(k): float(v) for k, v in data["offered"].items()},
             exposed={
-                str(k): tuple(float(t) for t in (v if isinstance(v, list | tuple) else [v]))
+                str(k): tuple(float(t) for t in (v if isinstance(v, list) else [v]))
                 for k, v in data["exposed"].items()
             },
         )

@@ -402,14 +402,25 @@ def test_json_round_trip(state: ContactState) -> None:
 
 
 def test_to_json_fields() -> None:
-    """to_json writes day, sent_on_day, offer times and each SKU's exposure times as a list."""
-    state = ContactState(day=DAY, sent_on_day=1, offered={"sku:a": T0}, exposed={"a": (T0, T0 + 1)})
+    """to_json writes each distinct time once, and the offers and exposures as its index."""
+    state = ContactState(
+        day=DAY, sent_on_day=1, offered={"sku:a": T0 + 1}, exposed={"a": (T0, T0 + 1), "b": (T0,)}
+    )
     assert orjson.loads(orjson.dumps(state.to_json())) == {  # as it travels
         "day": 20_780,
         "sent_on_day": 1,
-        "offered": {"sku:a": T0},
-        "exposed": {"a": [T0, T0 + 1]},
+        "times": [T0 + 1, T0],
+        "offered": {"sku:a": 0},
+        "exposed": {"a": [1, 0], "b": [1]},
     }
+
+
+def test_from_json_reads_the_times_themselves() -> None:
+    """A state written before `times` (each offer and exposure its own time) reads the same."""
+    data = {"day": DAY, "sent_on_day": 1, "offered": {"sku:a": T0}, "exposed": {"a": [T0, T0 + 1]}}
+    assert ContactState.from_json(data) == ContactState(
+        day=DAY, sent_on_day=1, offered={"sku:a": T0}, exposed={"a": (T0, T0 + 1)}
+    )
 
 
 def test_from_json_reads_a_single_exposure_time() -> None:
@@ -443,3 +454,20 @@ def test_exposures_keep_the_latest_distinct_times_in_order(
     assert exposed == {
         sku: tuple(sorted(times)[-EXPOSURES_PER_ITEM:]) for sku, times in seen.items()
     }
+
+
+TIMES = st.floats(min_value=1.0, max_value=4e9, allow_nan=False)
+
+
+@given(
+    offered=st.dictionaries(st.text(max_size=4).map(lambda s: f"sku:{s}"), TIMES, max_size=6),
+    exposed=st.dictionaries(
+        st.text(max_size=4), st.lists(TIMES, min_size=1, max_size=8, unique=True).map(sorted)
+    ),
+)
+def test_record_round_trip(offered: dict[str, float], exposed: dict[str, list[float]]) -> None:
+    """Through its changelog record (orjson), a state comes back equal, every time exact."""
+    state = ContactState(
+        day=DAY, sent_on_day=2, offered=offered, exposed={k: tuple(v) for k, v in exposed.items()}
+    )
+    assert ContactState.from_json(orjson.loads(orjson.dumps(state.to_json()))) == state
