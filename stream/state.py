@@ -17,6 +17,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 import orjson
 from faust.serializers import codecs
+from faust.stores.base import SerializedStore
 
 from stream.domain import ltv
 from stream.domain.carts import CartState
@@ -148,7 +149,9 @@ class Packed(Generic[S]):
         if len(self._in_use) > self._kept:
             key, (packed, value) = self._in_use.popitem(last=False)
             store = self.table.data
-            if packed is None and store.get(key) is value:  # as written: an in-memory store
+            # Held as written (in memory, not since replaced by recovery): packed now.
+            in_memory = not isinstance(store, SerializedStore)  # RocksDB holds bytes only
+            if packed is None and in_memory and store.get(key) is value:
                 store[key] = self._pack(value)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 from faust.serializers import codecs
+from faust.stores.memory import Store as MemoryStore
 
 from stream.domain.carts import CartState
 from stream.domain.contacts import ContactState
@@ -318,3 +320,23 @@ async def test_packed_table_on_a_store_of_bytes() -> None:
     assert carts.get("c1") is got  # equal bytes: the value kept
     await carts.put("c2", CART)  # c1 leaves the values in use: the store has it as bytes
     assert table.data["c1"] == dump_state(CART)
+
+
+class MemoryTable(Table):
+    """A table on Faust's own in-memory store, as the workers' (`STREAM_STORE=memory://`)."""
+
+    name = "carts"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = MemoryStore("memory://", SimpleNamespace(conf=SimpleNamespace()), self)
+
+
+async def test_packed_table_on_faust_memory_store() -> None:
+    """On Faust's memory store too, the value used longest ago is packed in place."""
+    table = MemoryTable()
+    carts = packed_carts(table, kept=1)
+    await carts.put("c0", CART)
+    await carts.put("c1", CART)
+    assert table.data.data == {"c0": dump_state(CART), "c1": CART}
+    assert carts.get("c0") == CART
