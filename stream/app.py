@@ -97,7 +97,6 @@ from stream.domain.ltv import (
     apply_refund,
     customer_scores,
     ltv_record,
-    pack,
     packed_partition,
     unpack,
 )
@@ -129,7 +128,7 @@ from stream.domain.variants import TREATMENT, assign_variant
 from stream.kafka import client_security, faust_client_options, tuned_transport
 from stream.metrics import FaustSensors, Metrics, labelled
 from stream.offsets import verify_end_offsets
-from stream.state import Packed, dump_state, load_state, register_codecs
+from stream.state import Packed, load_state, register_codecs
 
 log = logging.getLogger(__name__)
 
@@ -251,9 +250,9 @@ contacts = _table("contacts", "packed-state")
 # The agents read and write the values through these. Bounded: about 50 MB
 # for the three at the bench workload's 3-5 KB a state unpacked.
 UNPACKED_KEPT = 4096
-customer_states: Packed[CustomerState] = Packed(customers, pack, unpack, put, UNPACKED_KEPT)
-cart_states: Packed[CartState] = Packed(carts, dump_state, load_state, put, UNPACKED_KEPT)
-contact_states: Packed[ContactState] = Packed(contacts, dump_state, load_state, put, UNPACKED_KEPT)
+customer_states: Packed[CustomerState] = Packed(customers, unpack, put, UNPACKED_KEPT)
+cart_states: Packed[CartState] = Packed(carts, load_state, put, UNPACKED_KEPT)
+contact_states: Packed[ContactState] = Packed(contacts, load_state, put, UNPACKED_KEPT)
 # Baskets counted per source partition of purchase-events (N_p), written by
 # track_orders; and, on the item side, the largest N_p each item-baskets
 # partition has been told (key "target:source"). N = sum over sources.

@@ -93,8 +93,8 @@ class Packed(Generic[S]):
 
     A worker holds every customer it owns. Unpacked, a cart and contacts took
     4-5 KB each (`bench handlers` weighs them); packed, what their changelog
-    record takes. The table's codec (a `PackedCodec` with the same `pack`)
-    writes the changelog records, and what recovery reads stays bytes.
+    record takes. The table's codec (a `PackedCodec`) packs a value, for its
+    changelog record and for the store, and what recovery reads stays bytes.
 
     The agents `get` and `put` the values themselves. A value written is held
     as written, and so stay the `kept` values last read or written (an agent
@@ -111,13 +111,12 @@ class Packed(Generic[S]):
     def __init__(
         self,
         table: Any,
-        pack: Callable[[S], bytes],
         unpack: Callable[[bytes], S],
         put: Callable[[Any, str, S], Awaitable[None]],
         kept: int,
     ) -> None:
         self.table = table
-        self._pack, self._unpack, self._put = pack, unpack, put
+        self._unpack, self._put = unpack, put
         self._kept = kept
         # key -> (the bytes the store held when the value was unpacked, or None
         # when the store holds the value itself, as written; the value)
@@ -128,7 +127,7 @@ class Packed(Generic[S]):
         if held is None:
             return None
         if not isinstance(held, bytes):  # written here, not packed since
-            self._use(key, None, held)
+            self._in_use.move_to_end(key)
             return cast(S, held)
         used = self._in_use.get(key)
         if used is not None and used[0] == held:  # the same object, mostly: no compare
@@ -152,7 +151,7 @@ class Packed(Generic[S]):
             # Held as written (in memory, not since replaced by recovery): packed now.
             in_memory = not isinstance(store, SerializedStore)  # RocksDB holds bytes only
             if packed is None and in_memory and store.get(key) is value:
-                store[key] = self._pack(value)
+                store[key] = codecs.dumps(self.table.value_serializer, value)
 
 
 def register_codecs() -> None:

@@ -230,6 +230,8 @@ def test_utf8_codec_passes_bytes_through() -> None:
 class Table:
     """A table as `Packed` sees it: `get`, its store (`data`), and the writes it is given."""
 
+    value_serializer = "packed-state"
+
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
         self.written: list[tuple[str, Any]] = []
@@ -255,7 +257,8 @@ class DiskTable(Table):
 
 
 def packed_carts(table: Table, kept: int = 2) -> Packed[CartState]:
-    return Packed(table, dump_state, load_state, table.put, kept)
+    register_codecs()  # the table's codec packs (stream.app registers them at import)
+    return Packed(table, load_state, table.put, kept)
 
 
 CART = CartState(cart_id="k1", items={"a": 1}, last_ts=T0, seen={"e1": (0, 3)})
