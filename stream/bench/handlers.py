@@ -183,17 +183,20 @@ def customer_state() -> dict[str, Any]:
     """Heap bytes a customer takes in each of the worker's CUSTOMER_TABLES, its rank index, all."""
     held: dict[str, int] = {}
     customers: set[str] = set()
-    records: dict[str, list[tuple[bytes, bytes]]] = {}
+    packed: dict[str, list[tuple[str, bytes]]] = {}  # each table's keys and values as recorded
     for name in CUSTOMER_TABLES:
         table = getattr(worker, name)
         entries = table.data.data  # faust.stores.memory.Store's dict
         customers |= entries.keys()
-        records[name] = [  # the table's changelog records
-            (codecs.dumps(table.key_serializer, key), codecs.dumps(table.value_serializer, value))
-            for key, value in entries.items()
+        packed[name] = [
+            (key, codecs.dumps(table.value_serializer, value)) for key, value in entries.items()
         ]
-        held[name] = held_bytes(records[name], table.key_serializer, table.value_serializer)
-    held["rank index"] = rank_index_bytes(records["customers"], worker.population.interval)
+        held[name] = held_bytes(
+            ((codecs.dumps(table.key_serializer, key), value) for key, value in packed[name]),
+            table.key_serializer,
+            table.value_serializer,
+        )
+    held["rank index"] = rank_index_bytes(packed["customers"], worker.population.interval)
     each = {name: size / len(customers) for name, size in held.items()}
     return {"customers": len(customers), "bytes_per_customer": each | {"all": sum(each.values())}}
 

@@ -46,6 +46,7 @@ from stream.domain.ltv import CustomerState, apply_order, customer_scores, pack,
 from stream.domain.population import Population
 from stream.domain.rank import Ranking
 from stream.domain.suggestions import SuggestionRules, suggest_for_cart
+from stream.state import register_codecs
 
 DAY = 86_400.0
 T0 = 1_790_000_000.0
@@ -97,7 +98,8 @@ def measure_customers(count: int, orders_each: int = 4, seed: int = 7) -> dict[s
     The customers table's entries (id -> packed state, as `track_orders`
     writes them, and id -> partition, which Faust's memory store keeps for
     every key) and the worker's derived index of them (`Population`: rank
-    values and the re-scoring heap), built through the same functions.
+    values and the re-scoring heap), weighed as `bench handlers` weighs them
+    (`held_bytes`, `rank_index_bytes`).
     """
     rng = random.Random(seed)
     skus = [f"sku-{n:05d}" for n in range(5000)]  # decoded SKUs are new strings: not shared
@@ -121,28 +123,16 @@ def measure_customers(count: int, orders_each: int = 4, seed: int = 7) -> dict[s
         ]
         for c in range(count)
     ]
-    params = load_ltv_params(None)
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
     table: dict[str, bytes] = {}
-    partitions: dict[str, int] = {}  # faust.stores.memory.Store._key_partition
-    population = Population(Ranking.create(), interval=7 * DAY)
     for c, history in enumerate(events):
         state: CustomerState | None = None
         for n, event in enumerate(history):
             state, _ = apply_order(state, event, 0, c * orders_each + n)
-            assert state is not None
-            scores = customer_scores(state, event.ts, params)
-            population.scored(
-                event.customer_id, float(state.revenue), scores.predicted_clv, event.ts
-            )
-            table[event.customer_id] = pack(state)
-            partitions[event.customer_id] = 0
-    del state, scores
-    gc.collect()
-    used = tracemalloc.get_traced_memory()[0] - before
-    tracemalloc.stop()
+        assert state is not None
+        table[history[0].customer_id] = pack(state)
+    register_codecs()
+    records = [(cid.encode(), packed) for cid, packed in table.items()]
+    used = held_bytes(records, "utf8", "packed-customer") + rank_index_bytes(table.items(), 7 * DAY)
     return {
         "customers": count,
         "orders_each": orders_each,
@@ -178,24 +168,25 @@ def held_bytes(records: Iterable[tuple[bytes, bytes]], key_codec: str, value_cod
     return used
 
 
-def rank_index_bytes(records: Iterable[tuple[bytes, bytes]], interval: float) -> int:
-    """Heap bytes of the rank and re-score index a worker builds over the customers table's records.
+def rank_index_bytes(customers: Iterable[tuple[str, bytes]], interval: float) -> int:
+    """Heap bytes of the rank and re-score index a worker builds over the customers table.
 
-    `records`: the table's changelog records (customer id, `ltv.pack` bytes);
-    each customer scored and placed as `stream.app.customer_record` does.
-    Like `measure_customers`, it counts `clv.score`'s cache of recent scores.
+    `customers`: the table's entries (customer id, `ltv.pack` bytes); each
+    customer scored and placed as `stream.app.customer_record` does. The ids
+    are the table's own, as in a worker, so they are counted with the table
+    (`held_bytes`), not here. Counts `clv.score`'s cache of recent scores.
     """
-    records = list(records)
+    customers = list(customers)
     params = load_ltv_params(None)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     population = Population(Ranking.create(), interval=interval)
-    for key, packed in records:
+    for cid, packed in customers:
         state = unpack(packed)
         as_of = state.last_ts or 0.0
         scores = customer_scores(state, as_of, params)
-        population.scored(key.decode(), float(state.revenue), scores.predicted_clv, as_of)
+        population.scored(cid, float(state.revenue), scores.predicted_clv, as_of)
     del state, scores
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - before
