@@ -128,7 +128,7 @@ from stream.domain.variants import TREATMENT, assign_variant
 from stream.kafka import client_security, faust_client_options, tuned_transport
 from stream.metrics import FaustSensors, Metrics, labelled
 from stream.offsets import verify_end_offsets
-from stream.state import Packed, load_state, register_codecs
+from stream.state import HELD_CODECS, Packed, load_state, register_codecs
 
 log = logging.getLogger(__name__)
 
@@ -237,18 +237,25 @@ def _table(name: str, value_serializer: str, **options: Any) -> Any:
     return table
 
 
-customers = _table("customers", "packed-customer")  # see customer_states below
-carts = _table("carts", "packed-state")
+def _packed_codec(table: str, packed: str) -> str:
+    """A `Packed` table's codec: on the in-memory store, one that holds its records compressed."""
+    return HELD_CODECS[table][0] if settings.store == "memory://" else packed
+
+
+customers = _table("customers", _packed_codec("customers", "packed-customer"))
+carts = _table("carts", _packed_codec("carts", "packed-state"))
 subscriptions = _table("subscriptions", "state")
 item_rows = _table("item-rows", "state")
-contacts = _table("contacts", "packed-state")
+contacts = _table("contacts", _packed_codec("contacts", "packed-state"))
 # The tables keyed by customer hold every customer this worker owns, so they
 # hold them packed (stream.state.Packed): a CustomerState as compact bytes
-# (stream.domain.ltv.pack), a cart and contacts as their changelog records;
-# but for the UNPACKED_KEPT customers last worked on (most adds are of a
-# customer who added something moments ago), held as the agents use them.
-# The agents read and write the values through these. Bounded: about 50 MB
-# for the three at the bench workload's 3-5 KB a state unpacked.
+# (stream.domain.ltv.pack), a cart and contacts as their changelog records,
+# each compressed in memory (stream.state.Compressed; a RocksDB store keeps
+# them on disk as they are); but for the UNPACKED_KEPT customers last worked
+# on (most adds are of a customer who added something moments ago), held as
+# the agents use them. The agents read and write the values through these.
+# Bounded: about 50 MB for the three at the bench workload's 3-5 KB a state
+# unpacked.
 UNPACKED_KEPT = 4096
 customer_states: Packed[CustomerState] = Packed(customers, unpack, put, UNPACKED_KEPT)
 cart_states: Packed[CartState] = Packed(carts, load_state, put, UNPACKED_KEPT)
@@ -415,7 +422,9 @@ RESCORE_PER_TICK = 1000
 
 def _partition_of(held: bytes | CustomerState) -> int:
     """The partition of a customer as the customers table holds it (packed or in use)."""
-    return packed_partition(held) if isinstance(held, bytes) else held.partition
+    if isinstance(held, bytes):
+        return packed_partition(customer_states.codec.record(held))
+    return held.partition
 
 
 def customer_record(

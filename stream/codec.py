@@ -36,6 +36,7 @@ import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from math import inf
+from sys import intern
 from typing import Any, Final, Literal
 
 import orjson
@@ -131,7 +132,7 @@ def decode_cart(data: bytes) -> CartEvent:
 def _cart(doc: dict[str, Any]) -> CartEvent:
     kind = _event_type(doc, CART_TYPES)
     event_id = _required_id(doc, "event_id")
-    customer_id = _required_id(doc, "customer_id")
+    customer_id = intern(_required_id(doc, "customer_id"))  # see Utf8Codec
     ts = _required_ts(doc, "ts")
     if kind != "cart_cleared" and doc.get("sku") is None:
         raise InvalidEvent("missing_field", f"sku is required for {kind}")
@@ -163,7 +164,7 @@ def decode_purchase(data: bytes) -> PurchaseEvent:
 def _purchase(doc: dict[str, Any]) -> PurchaseEvent:
     kind = _event_type(doc, PURCHASE_TYPES)
     event_id = _required_id(doc, "event_id")
-    customer_id = _required_id(doc, "customer_id")
+    customer_id = intern(_required_id(doc, "customer_id"))  # see Utf8Codec
     ts = _required_ts(doc, "ts")
     order_id = _required_id(doc, "order_id")
     raw_items = doc.get("items")
@@ -205,7 +206,7 @@ def decode_subscription(data: bytes) -> SubscriptionEvent:
 def _subscription(doc: dict[str, Any]) -> SubscriptionEvent:
     kind = _event_type(doc, SUBSCRIPTION_TYPES)
     event_id = _required_id(doc, "event_id")
-    customer_id = _required_id(doc, "customer_id")
+    customer_id = intern(_required_id(doc, "customer_id"))  # see Utf8Codec
     ts = _required_ts(doc, "ts")
     subscription_id = _required_id(doc, "subscription_id")
     if kind == "subscription_started":

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from sys import intern
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 import orjson
+import zstandard
 from faust.serializers import codecs
 from faust.stores.base import SerializedStore
 
@@ -38,13 +40,18 @@ STATE_TYPES: dict[str, Any] = {
 
 
 class Utf8Codec(codecs.Codec):
-    """str <-> UTF-8 bytes."""
+    """str <-> UTF-8 bytes; the strings read are interned.
+
+    A customer id is the key of each table keyed by customer and of the rank
+    index: interned (here, and as the event codec reads it), it is one string
+    for all of them, not one each (about 60 bytes a customer a table).
+    """
 
     def _dumps(self, obj: Any) -> bytes:
         return obj.encode() if isinstance(obj, str) else bytes(obj)
 
     def _loads(self, data: bytes) -> str:
-        return data.decode()
+        return intern(data.decode())
 
 
 def dump_state(obj: _Stateful) -> bytes:
@@ -71,18 +78,104 @@ class StateCodec(codecs.Codec):
         return load_state(data)
 
 
-class PackedCodec(codecs.Codec):
-    """The values of a `Packed` table: a state written with `pack`, bytes read back as they are."""
+class Compressed:
+    """A table's records as a worker holds them in memory: each zstd-compressed on its own.
 
-    def __init__(self, pack: Callable[[Any], bytes]) -> None:
+    With a dictionary trained on the table's own records (zstd's dictionary
+    training: the field names, the SKUs and ids it sees in most records), a
+    record of a few hundred bytes compresses 3-5x, against 2x alone
+    (`bench handlers`: a cart's 1,041 bytes to about 216). The first records
+    are compressed with no dictionary; at each of TRAIN_AT records held, a
+    dictionary is trained on the latest ones (15-70 ms, once per count) and
+    used from then on, so the later ones share what the shop's catalog has
+    in common. The dictionaries are the worker's own, in memory only: a held
+    value starts with the number of the dictionary it was compressed with
+    (0: none), and changelog records are never compressed (`record`).
+
+    Records start with `[` (orjson arrays), which no held value does: both
+    kinds of bytes read back (`record`).
+    """
+
+    TRAIN_AT = (256, 4096)  # records held, at which a new dictionary is trained
+    SAMPLES = 1024  # the records before each of those counts, to train on
+    DICT_BYTES = 4096  # 2-16 KiB measured alike on the bench's records; 4 KiB is in cache
+
+    def __init__(self) -> None:
+        params = zstandard.ZstdCompressionParameters.from_level(
+            3, format=zstandard.FORMAT_ZSTD1_MAGICLESS, write_checksum=False, write_dict_id=False
+        )
+        self._params = params
+        self._compressors = [zstandard.ZstdCompressor(compression_params=params)]
+        self._decompressors = [zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS)]
+        self._held = 0
+        self._train_at = iter(self.TRAIN_AT)
+        self._next_training: int | None = next(self._train_at)
+        self._samples: list[
+            bytes | bytearray | memoryview
+        ] = []  # held only in the SAMPLES records before a training
+
+    @property
+    def dictionaries(self) -> int:
+        """The dictionaries trained so far."""
+        return len(self._compressors) - 1
+
+    def hold(self, record: bytes) -> bytes:
+        """`record` compressed with the latest dictionary, behind that dictionary's number."""
+        if self._next_training is not None:
+            self._held += 1
+            if self._held > self._next_training - self.SAMPLES:
+                self._samples.append(record)
+            if self._held == self._next_training:
+                self._train()
+        latest = len(self._compressors) - 1
+        return bytes((latest,)) + self._compressors[latest].compress(record)
+
+    def record(self, held: bytes) -> bytes:
+        """The record `held` holds (a record itself, uncompressed, is handed back as it is)."""
+        if held[:1] == b"[":
+            return held
+        return self._decompressors[held[0]].decompress(memoryview(held)[1:])
+
+    def _train(self) -> None:
+        trained = zstandard.train_dictionary(self.DICT_BYTES, self._samples)
+        self._samples = []
+        self._next_training = next(self._train_at, None)
+        self._compressors.append(
+            zstandard.ZstdCompressor(dict_data=trained, compression_params=self._params)
+        )
+        self._decompressors.append(
+            zstandard.ZstdDecompressor(dict_data=trained, format=zstandard.FORMAT_ZSTD1_MAGICLESS)
+        )
+
+
+class PackedCodec(codecs.Codec):
+    """The values of a `Packed` table: a state written with `pack`; bytes read back, held.
+
+    A changelog record is `pack(state)`. What is read back (recovery, a
+    standby, a RocksDB store's reads) is handed on as bytes, for `Packed` to
+    unpack when it is used; with `compressed` (a table on the in-memory
+    store), compressed first: what the store holds.
+    """
+
+    def __init__(self, pack: Callable[[Any], bytes], compressed: Compressed | None = None) -> None:
         super().__init__()
         self._pack = pack
+        self.compressed = compressed
 
     def _dumps(self, obj: Any) -> bytes:
-        return obj if isinstance(obj, bytes) else self._pack(obj)
+        return self.record(obj) if isinstance(obj, bytes) else self._pack(obj)
 
     def _loads(self, data: bytes) -> bytes:
-        return data
+        return data if self.compressed is None else self.compressed.hold(data)
+
+    def held(self, obj: Any) -> bytes:
+        """What the store holds for the state `obj`, packed."""
+        packed = self._pack(obj)
+        return packed if self.compressed is None else self.compressed.hold(packed)
+
+    def record(self, held: bytes) -> bytes:
+        """The changelog record of a value the store holds packed."""
+        return held if self.compressed is None else self.compressed.record(held)
 
 
 S = TypeVar("S")
@@ -116,6 +209,7 @@ class Packed(Generic[S]):
         kept: int,
     ) -> None:
         self.table = table
+        self.codec = cast(PackedCodec, codecs.get_codec(table.value_serializer))
         self._unpack, self._put = unpack, put
         self._kept = kept
         # key -> (the bytes the store held when the value was unpacked, or None
@@ -133,7 +227,7 @@ class Packed(Generic[S]):
         if used is not None and used[0] == held:  # the same object, mostly: no compare
             self._in_use.move_to_end(key)
             return used[1]
-        value = self._unpack(held)
+        value = self._unpack(self.codec.record(held))
         self._use(key, held, value)
         return value
 
@@ -151,12 +245,27 @@ class Packed(Generic[S]):
             # Held as written (in memory, not since replaced by recovery): packed now.
             in_memory = not isinstance(store, SerializedStore)  # RocksDB holds bytes only
             if packed is None and in_memory and store.get(key) is value:
-                store[key] = codecs.dumps(self.table.value_serializer, value)
+                store[key] = self.codec.held(value)
+
+
+HELD_CODECS = {  # a Packed table on the in-memory store: its codec, compressing what it holds
+    "customers": ("held-customers", ltv.pack),
+    "carts": ("held-carts", dump_state),
+    "contacts": ("held-contacts", dump_state),
+}
 
 
 def register_codecs() -> None:
-    """Make `utf8`, `state` and the `Packed` tables' codecs known to Faust (idempotent)."""
+    """Make `utf8`, `state` and the `Packed` tables' codecs known to Faust (idempotent).
+
+    Each table held compressed has a codec of its own (its dictionaries are
+    trained on its records), registered once: a `Packed` table and Faust's
+    recovery must use the same one.
+    """
     codecs.register("utf8", Utf8Codec())
     codecs.register("state", StateCodec())
     codecs.register("packed-state", PackedCodec(dump_state))
     codecs.register("packed-customer", PackedCodec(ltv.pack))
+    for name, pack in HELD_CODECS.values():
+        if name not in codecs.codecs:
+            codecs.register(name, PackedCodec(pack, Compressed()))

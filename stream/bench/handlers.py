@@ -50,7 +50,7 @@ from faust.types.tuples import Message
 
 from stream import app as worker
 from stream.batches import set_current_event
-from stream.bench.memory import held_bytes, rank_index_bytes
+from stream.bench.memory import TableRecords, recovered_bytes
 from stream.bench.pipeline import Workload
 from stream.demo import DemoEvent
 from stream.kafka import KeyPartitioner
@@ -180,23 +180,22 @@ def own_every_partition(partitions: int) -> None:
 
 
 def customer_state() -> dict[str, Any]:
-    """Heap bytes a customer takes in each of the worker's CUSTOMER_TABLES, its rank index, all."""
-    held: dict[str, int] = {}
+    """Heap bytes a customer takes in each of the worker's CUSTOMER_TABLES, its rank index, all.
+
+    Weighed as a worker holds them once it has recovered them (`recovered_bytes`).
+    """
     customers: set[str] = set()
-    packed: dict[str, list[tuple[str, bytes]]] = {}  # each table's keys and values as recorded
+    tables: list[TableRecords] = []
     for name in CUSTOMER_TABLES:
         table = getattr(worker, name)
         entries = table.data.data  # faust.stores.memory.Store's dict
         customers |= entries.keys()
-        packed[name] = [
-            (key, codecs.dumps(table.value_serializer, value)) for key, value in entries.items()
+        records = [
+            (codecs.dumps(table.key_serializer, key), codecs.dumps(table.value_serializer, value))
+            for key, value in entries.items()
         ]
-        held[name] = held_bytes(
-            ((codecs.dumps(table.key_serializer, key), value) for key, value in packed[name]),
-            table.key_serializer,
-            table.value_serializer,
-        )
-    held["rank index"] = rank_index_bytes(packed["customers"], worker.population.interval)
+        tables.append((name, records, table.key_serializer, table.value_serializer))
+    held = recovered_bytes(tables, worker.population.interval)
     each = {name: size / len(customers) for name, size in held.items()}
     return {"customers": len(customers), "bytes_per_customer": each | {"all": sum(each.values())}}
 

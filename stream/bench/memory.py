@@ -21,11 +21,13 @@ state.
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import random
 import statistics
 import time
 import tracemalloc
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -99,7 +101,7 @@ def measure_customers(count: int, orders_each: int = 4, seed: int = 7) -> dict[s
     writes them, and id -> partition, which Faust's memory store keeps for
     every key) and the worker's derived index of them (`Population`: rank
     values and the re-scoring heap), weighed as `bench handlers` weighs them
-    (`held_bytes`, `rank_index_bytes`).
+    (`recovered_bytes`: a worker on the in-memory store, its values compressed).
     """
     rng = random.Random(seed)
     skus = [f"sku-{n:05d}" for n in range(5000)]  # decoded SKUs are new strings: not shared
@@ -130,9 +132,9 @@ def measure_customers(count: int, orders_each: int = 4, seed: int = 7) -> dict[s
             state, _ = apply_order(state, event, 0, c * orders_each + n)
         assert state is not None
         table[history[0].customer_id] = pack(state)
-    register_codecs()
     records = [(cid.encode(), packed) for cid, packed in table.items()]
-    used = held_bytes(records, "utf8", "packed-customer") + rank_index_bytes(table.items(), 7 * DAY)
+    held = recovered_bytes([("customers", records, "utf8", "held-customers")], 7 * DAY)
+    used = sum(held.values())
     return {
         "customers": count,
         "orders_each": orders_each,
@@ -143,12 +145,49 @@ def measure_customers(count: int, orders_each: int = 4, seed: int = 7) -> dict[s
     }
 
 
-def held_bytes(records: Iterable[tuple[bytes, bytes]], key_codec: str, value_codec: str) -> int:
+TableRecords = tuple[str, list[tuple[bytes, bytes]], str, str]  # name, records, codecs
+
+
+def recovered_bytes(tables: Sequence[TableRecords], interval: float) -> dict[str, int]:
+    """Heap bytes a worker holds once it has recovered `tables`, each, and its rank index.
+
+    `tables`: each table's name, changelog records (key, value) and key and
+    value codecs; the first is the customers table, whose records the rank
+    index is built over. Weighed in a new process, as a worker that has
+    just recovered them: its strings are its own (customer ids are interned,
+    so the first table counts a customer's id and the others share it), and
+    so are the codecs' compression dictionaries (`stream.state.Compressed`,
+    trained on the records as they are read; zstd's own allocations, a few
+    hundred KiB a worker, are not on the Python heap and not counted).
+    """
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_recovered_bytes, list(tables), interval).result()
+
+
+def _recovered_bytes(tables: list[TableRecords], interval: float) -> dict[str, int]:
+    register_codecs()
+    held: dict[str, int] = {}
+    kept: list[Any] = []  # the tables rebuilt so far, alive while the next ones are weighed
+    for name, records, key_codec, value_codec in tables:
+        held[name] = held_bytes(records, key_codec, value_codec, kept)
+    ids = kept[0][0]  # the customers table's keys: its ids, in the order of its records
+    values = [value for _, value in tables[0][1]]
+    held["rank index"] = rank_index_bytes(zip(ids, values, strict=True), interval)
+    return held
+
+
+def held_bytes(
+    records: Iterable[tuple[bytes, bytes]],
+    key_codec: str,
+    value_codec: str,
+    kept: list[Any] | None = None,
+) -> int:
     """Heap bytes a worker holds for a table's changelog `records` (key, value) once recovered.
 
     Rebuilt as Faust's memory store holds them, under tracemalloc: each key
     and value decoded with the table's codecs, and each key's partition
-    (`faust.stores.memory.Store._key_partition`).
+    (`faust.stores.memory.Store._key_partition`). The rebuilt table is
+    appended to `kept`, if given, to be held beside the next ones weighed.
     """
     records = list(records)
     gc.collect()
@@ -164,7 +203,8 @@ def held_bytes(records: Iterable[tuple[bytes, bytes]], key_codec: str, value_cod
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    del store, partitions
+    if kept is not None:
+        kept.append((store, partitions))
     return used
 
 
@@ -174,20 +214,22 @@ def rank_index_bytes(customers: Iterable[tuple[str, bytes]], interval: float) ->
     `customers`: the table's entries (customer id, `ltv.pack` bytes); each
     customer scored and placed as `stream.app.customer_record` does. The ids
     are the table's own, as in a worker, so they are counted with the table
-    (`held_bytes`), not here. Counts `clv.score`'s cache of recent scores.
+    (`held_bytes`), not here; nor is `clv.score`'s cache of recent scores,
+    which is bounded (SCORES_KEPT, about 2 MB a worker), not per customer:
+    the scores are computed before the index is weighed.
     """
-    customers = list(customers)
     params = load_ltv_params(None)
+    scored = []
+    for cid, packed in customers:
+        state = unpack(packed)
+        as_of = state.last_ts or 0.0
+        scored.append((cid, float(state.revenue), customer_scores(state, as_of, params), as_of))
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     population = Population(Ranking.create(), interval=interval)
-    for cid, packed in customers:
-        state = unpack(packed)
-        as_of = state.last_ts or 0.0
-        scores = customer_scores(state, as_of, params)
-        population.scored(cid, float(state.revenue), scores.predicted_clv, as_of)
-    del state, scores
+    for cid, realized, scores, as_of in scored:
+        population.scored(cid, realized, scores.predicted_clv, as_of)
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()

@@ -1,9 +1,10 @@
 """The customers a worker holds: their latest values (rank cuts) and when each is due again.
 
 Derived state, rebuilt from the customers table after a rebalance rather than
-kept in a changelog. Per customer it holds one tuple (realized, predicted,
-due) and one heap entry (due, customer id): about 250 bytes, the id string
-being shared with the table's key.
+kept in a changelog. Per customer it holds (realized, predicted, due) as 24
+packed bytes (57 with the bytes object, against 136 as a tuple of floats)
+and one heap entry (due, customer id): about 135 bytes, the id string being
+shared with the table's key.
 
 - Rank cuts come from every held customer's latest (realized, predicted)
   values (`Ranking`, a fixed-size histogram per axis).
@@ -19,27 +20,31 @@ being shared with the table's key.
 from __future__ import annotations
 
 import heapq
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from stream.domain.rank import Rank, Ranking
 
 NOW = float("-inf")  # due at once: a customer of a newly owned partition
+_HELD = struct.Struct("3d")  # realized, predicted, due
+_pack, _unpack = _HELD.pack, _HELD.unpack
 
 
 @dataclass(slots=True)
 class Population:
     ranking: Ranking
     interval: float
-    _held: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    _held: dict[str, bytes] = field(default_factory=dict)  # _HELD
     _due: list[tuple[float, str]] = field(default_factory=list)
 
     def scored(self, cid: str, realized: float, predicted: float, as_of: float) -> Rank | None:
         """The customer was scored at `as_of`: move them in the ranking, due again later; rank."""
-        old = self._held.get(cid)
+        held = self._held.get(cid)
+        old = None if held is None else _unpack(held)
         self.ranking.move(None if old is None else (old[0], old[1]), (realized, predicted))
         due = as_of + self.interval
-        self._held[cid] = (realized, predicted, due)
+        self._held[cid] = _pack(realized, predicted, due)
         if old is None or due < old[2]:
             heapq.heappush(self._due, (due, cid))
         # else: the entry already in the heap comes first and moves on to `due` then
@@ -52,9 +57,10 @@ class Population:
 
     def forget(self, cid: str) -> None:
         """The customer leaves this worker (their partition was revoked)."""
-        old = self._held.pop(cid, None)
-        if old is not None:
-            self.ranking.remove((old[0], old[1]))
+        held = self._held.pop(cid, None)
+        if held is not None:
+            realized, predicted, _ = _unpack(held)
+            self.ranking.remove((realized, predicted))
 
     def pop_due(self, now: float, limit: int) -> Iterator[str]:
         """Customers due at `now`, earliest first, at most `limit`."""
@@ -65,10 +71,10 @@ class Population:
             if held is None:
                 if due != NOW:
                     continue  # forgotten since
-            elif held[2] > due:
-                heapq.heappush(self._due, (held[2], cid))  # scored since: due later
+            elif (latest := _unpack(held)[2]) > due:
+                heapq.heappush(self._due, (latest, cid))  # scored since: due later
                 continue
-            elif held[2] < due:
+            elif latest < due:
                 continue  # a stale entry behind the customer's earlier one
             handed += 1
             yield cid

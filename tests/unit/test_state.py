@@ -18,7 +18,9 @@ from stream.domain.ltv import CustomerState, OrderMemo, pack
 from stream.domain.subscriptions import SubscriptionState
 from stream.state import (
     STATE_TYPES,
+    Compressed,
     Packed,
+    PackedCodec,
     StateCodec,
     Utf8Codec,
     dump_state,
@@ -342,4 +344,106 @@ async def test_packed_table_on_faust_memory_store() -> None:
     await carts.put("c0", CART)
     await carts.put("c1", CART)
     assert table.data.data == {"c0": dump_state(CART), "c1": CART}
+    assert carts.get("c0") == CART
+
+
+def test_utf8_keys_read_are_interned() -> None:
+    """Each table keyed by customer reads the same id: one string for all of them."""
+    register_codecs()
+    first = codecs.loads("utf8", bytes(bytearray(b"cust-000042")))
+    again = codecs.loads("utf8", bytes(bytearray(b"cust-000042")))
+    assert first == "cust-000042" and first is again
+
+
+def carts_of(n: int) -> list[bytes]:
+    """`n` different carts' changelog records, of a small catalog, as a shop's are."""
+    return [
+        dump_state(
+            CartState(
+                cart_id=f"cart-{k:06d}",
+                items={f"sku-{(k * 7 + j) % 40:03d}": 1 + j for j in range(k % 4)},
+                last_ts=T0 + k,
+                seen={f"evt-{k:06d}-{j}": (k % 8, 100 * k + j) for j in range(6)},
+                shown={f"sku-{(k + j) % 40:03d}": (1 + j % 2, T0 + k - j) for j in range(8)},
+            )
+        )
+        for k in range(n)
+    ]
+
+
+class SmallCompressed(Compressed):
+    TRAIN_AT = (40, 120)
+    SAMPLES = 30
+
+
+def test_compressed_records_come_back_whole_before_and_after_each_dictionary() -> None:
+    """Records compress alone, then with each dictionary trained on the latest ones."""
+    records = carts_of(200)
+    compressed = SmallCompressed()
+    held = []
+    for n, record in enumerate(records, start=1):
+        held.append(compressed.hold(record))
+        assert compressed.dictionaries == sum(n >= at for at in SmallCompressed.TRAIN_AT)
+    assert [h[0] for h in held] == [0] * 39 + [1] * 80 + [2] * 81  # the dictionary used
+    assert [compressed.record(h) for h in held] == records
+    assert all(not h.startswith(b"[") for h in held)
+    alone = sum(map(len, held[20:39])) / 19
+    with_dictionary = sum(map(len, held[180:])) / 20
+    assert with_dictionary < 0.7 * alone < 0.7 * sum(map(len, records[20:39])) / 19
+
+
+def test_compressed_keeps_records_to_train_on_only_before_a_training() -> None:
+    """Between trainings, and after the last, it keeps no records of its own."""
+    compressed = SmallCompressed()
+    records = carts_of(130)
+    sampled = []
+    for record in records:
+        compressed.hold(record)
+        sampled.append(len(compressed._samples))
+    # the 30 records up to the 40th (then trained), none until the 90th, 30 up to the 120th
+    expected = [0] * 10 + [*range(1, 30), 0] + [0] * 50 + [*range(1, 30), 0] + [0] * 10
+    assert sampled == expected
+
+
+def test_a_record_uncompressed_reads_back_as_it_is() -> None:
+    """A RocksDB store's bytes, or a record held before compression, are records already."""
+    record = dump_state(CART)
+    assert Compressed().record(record) is record
+
+
+def test_held_codec_holds_what_it_reads_compressed_and_records_it_whole() -> None:
+    """Recovery reads into the store compressed; the changelog always gets the record."""
+    register_codecs()
+    record = dump_state(CART)
+    held = codecs.loads("held-carts", record)
+    assert held != record and not held.startswith(b"[")
+    codec = codecs.get_codec("held-carts")
+    assert isinstance(codec, PackedCodec)
+    assert codec.record(held) == record
+    assert codecs.dumps("held-carts", held) == record  # a held value's changelog record
+    assert codecs.dumps("held-carts", CART) == record
+    assert codec.record(codec.held(CART)) == record
+
+
+def test_register_codecs_keeps_the_held_codecs_it_made() -> None:
+    """A Packed table and Faust's recovery share one codec: its dictionaries."""
+    register_codecs()
+    codec = codecs.get_codec("held-contacts")
+    register_codecs()
+    assert codecs.get_codec("held-contacts") is codec
+
+
+class HeldMemoryTable(MemoryTable):
+    value_serializer = "held-carts"
+
+
+async def test_packed_table_holds_what_it_packs_compressed() -> None:
+    """On the in-memory store, a value packed is held compressed and unpacked back whole."""
+    table = HeldMemoryTable()
+    carts = packed_carts(table, kept=1)
+    await carts.put("c0", CART)
+    await carts.put("c1", CART)
+    held = table.data.data["c0"]
+    assert isinstance(held, bytes) and not held.startswith(b"[")
+    assert carts.codec.record(held) == dump_state(CART)
     assert carts.get("c0") == CART
