@@ -128,7 +128,13 @@ from stream.domain.variants import TREATMENT, assign_variant
 from stream.kafka import client_security, faust_client_options, tuned_transport
 from stream.metrics import FaustSensors, Metrics, labelled
 from stream.offsets import verify_end_offsets
-from stream.state import HELD_CODECS, Packed, load_state, register_codecs
+from stream.state import (
+    HELD_CODECS,
+    Packed,
+    customer_store_url,
+    load_state,
+    register_codecs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -237,21 +243,25 @@ def _table(name: str, value_serializer: str, **options: Any) -> Any:
     return table
 
 
-def _packed_codec(table: str, packed: str) -> str:
-    """A `Packed` table's codec: on the in-memory store, one that holds its records compressed."""
-    return HELD_CODECS[table][0] if settings.store == "memory://" else packed
+def _customer_table(name: str, packed: str) -> Any:
+    """A table keyed by customer (`Packed`); on the in-memory store, its values held
+    compressed (a codec of its own) and its key -> partition map shared (`CustomerStore`)."""
+    if settings.store == "memory://":
+        return _table(name, HELD_CODECS[name][0], store=customer_store_url())
+    return _table(name, packed)
 
 
-customers = _table("customers", _packed_codec("customers", "packed-customer"))
-carts = _table("carts", _packed_codec("carts", "packed-state"))
+customers = _customer_table("customers", "packed-customer")
+carts = _customer_table("carts", "packed-state")
 subscriptions = _table("subscriptions", "state")
 item_rows = _table("item-rows", "state")
-contacts = _table("contacts", _packed_codec("contacts", "packed-state"))
+contacts = _customer_table("contacts", "packed-state")
 # The tables keyed by customer hold every customer this worker owns, so they
 # hold them packed (stream.state.Packed): a CustomerState as compact bytes
 # (stream.domain.ltv.pack), a cart and contacts as their changelog records,
 # each compressed in memory (stream.state.Compressed; a RocksDB store keeps
-# them on disk as they are); but for the UNPACKED_KEPT customers last worked
+# them on disk as they are; their stores share one key -> partition map,
+# stream.state.CustomerStore); but for the UNPACKED_KEPT customers last worked
 # on (most adds are of a customer who added something moments ago), held as
 # the agents use them. The agents read and write the values through these.
 # Bounded: about 50 MB for the three at the bench workload's 3-5 KB a state

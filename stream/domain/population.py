@@ -1,25 +1,31 @@
 """The customers a worker holds: their latest values (rank cuts) and when each is due again.
 
 Derived state, rebuilt from the customers table after a rebalance rather than
-kept in a changelog. Per customer it holds (realized, predicted, due) as 24
-packed bytes (57 with the bytes object, against 136 as a tuple of floats)
-and one heap entry (due, customer id): about 135 bytes, the id string being
-shared with the table's key.
+kept in a changelog. Per customer it holds (realized, predicted, due, slot) as
+32 packed bytes (65 with the bytes object, against 136 for the three floats
+as a tuple) and the id in one slot's list: about 100 bytes, the id string
+being shared with the table's key.
 
 - Rank cuts come from every held customer's latest (realized, predicted)
   values (`Ranking`, a fixed-size histogram per axis).
 - Re-scoring by event time: a customer is due `interval` seconds (event
-  time) after their last record. `pop_due(now, limit)` hands out at most
-  `limit` due customers, earliest first: bounded work per tick, never a scan.
-  A new record does not push a second entry: when the customer's entry
-  comes up, it moves on to their latest due time. So the heap holds one
-  entry per customer (two at times, when a record moved the due time
-  earlier).
+  time) after their last record, rounded up to a whole `slot` (a 32nd of
+  the interval by default: 5.25 hours of 7 days). The customers due are
+  kept by slot (a timing wheel: a list of ids a slot, a heap of the slots),
+  not in a heap entry each, which took 88 bytes a customer (a tuple of the
+  time and the id). `pop_due(now, limit)`
+  hands out at most `limit` due customers, the earliest slot first: bounded
+  work per tick, never a scan. A new record does not add a second entry:
+  when the customer's slot comes up, they move on to their latest due slot.
+  Each customer has one live entry, the slot their held bytes name; one a
+  record moved earlier leaves a stale one behind, skipped when its slot
+  comes up. A customer handed out is in no slot until scored again.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +33,9 @@ from dataclasses import dataclass, field
 from stream.domain.rank import Rank, Ranking
 
 NOW = float("-inf")  # due at once: a customer of a newly owned partition
-_HELD = struct.Struct("3d")  # realized, predicted, due
+SLOTS_AN_INTERVAL = 32  # the default slot: a 32nd of the interval (5.25 h of 7 days)
+NO_SLOT = -1  # handed out, not rescored since: in no slot
+_HELD = struct.Struct("3dq")  # realized, predicted, due, the slot of the customer's live entry
 _pack, _unpack = _HELD.pack, _HELD.unpack
 
 
@@ -35,8 +43,15 @@ _pack, _unpack = _HELD.pack, _HELD.unpack
 class Population:
     ranking: Ranking
     interval: float
+    slot: float = 0.0  # due times are rounded up to a whole slot (0: the default)
     _held: dict[str, bytes] = field(default_factory=dict)  # _HELD
-    _due: list[tuple[float, str]] = field(default_factory=list)
+    _slots: dict[int, list[str]] = field(default_factory=dict)  # slot -> ids due at its start
+    _starts: list[int] = field(default_factory=list)  # a heap of _slots' keys
+    _now: list[str] = field(default_factory=list)  # due at once (schedule_now)
+
+    def __post_init__(self) -> None:
+        if self.slot <= 0.0:
+            self.slot = self.interval / SLOTS_AN_INTERVAL
 
     def scored(self, cid: str, realized: float, predicted: float, as_of: float) -> Rank | None:
         """The customer was scored at `as_of`: move them in the ranking, due again later; rank."""
@@ -44,40 +59,70 @@ class Population:
         old = None if held is None else _unpack(held)
         self.ranking.move(None if old is None else (old[0], old[1]), (realized, predicted))
         due = as_of + self.interval
-        self._held[cid] = _pack(realized, predicted, due)
-        if old is None or due < old[2]:
-            heapq.heappush(self._due, (due, cid))
-        # else: the entry already in the heap comes first and moves on to `due` then
+        slot = self._slot_of(due)
+        if old is None or old[3] == NO_SLOT or slot < old[3]:
+            self._enter(cid, slot)  # an earlier entry, if any, is left behind: stale
+        else:
+            slot = old[3]  # that entry comes first and moves on to `due` then
+        self._held[cid] = _pack(realized, predicted, due, slot)
         return self.ranking.rank(realized, predicted)
 
     def schedule_now(self, cid: str) -> None:
         """A customer not held yet (a partition was assigned): score them at the next tick."""
         if cid not in self._held:
-            heapq.heappush(self._due, (NOW, cid))
+            self._now.append(cid)
 
     def forget(self, cid: str) -> None:
         """The customer leaves this worker (their partition was revoked)."""
         held = self._held.pop(cid, None)
         if held is not None:
-            realized, predicted, _ = _unpack(held)
+            realized, predicted, _, _ = _unpack(held)
             self.ranking.remove((realized, predicted))
 
     def pop_due(self, now: float, limit: int) -> Iterator[str]:
-        """Customers due at `now`, earliest first, at most `limit`."""
+        """Customers due at `now`, the earliest slot first, at most `limit`.
+
+        A customer handed out is in no slot until they are scored again
+        (`scored`), which the caller does, or forgotten.
+        """
         handed = 0
-        while handed < limit and self._due and self._due[0][0] <= now:
-            due, cid = heapq.heappop(self._due)
-            held = self._held.get(cid)
-            if held is None:
-                if due != NOW:
+        while handed < limit and self._now:
+            cid = self._now.pop()
+            if cid not in self._held:  # else scored since: in a slot
+                handed += 1
+                yield cid
+        while handed < limit and self._starts and self._starts[0] * self.slot <= now:
+            start = self._starts[0]
+            entries = self._slots[start]
+            while entries and handed < limit:
+                cid = entries.pop()
+                held = self._held.get(cid)
+                if held is None:
                     continue  # forgotten since
-            elif (latest := _unpack(held)[2]) > due:
-                heapq.heappush(self._due, (latest, cid))  # scored since: due later
-                continue
-            elif latest < due:
-                continue  # a stale entry behind the customer's earlier one
-            handed += 1
-            yield cid
+                realized, predicted, due, slot = _unpack(held)
+                if slot != start:
+                    continue  # a stale entry: the customer's live one is elsewhere
+                latest = self._slot_of(due)
+                if latest > start:  # scored since: due later
+                    self._enter(cid, latest)
+                    self._held[cid] = _pack(realized, predicted, due, latest)
+                    continue
+                self._held[cid] = _pack(realized, predicted, due, NO_SLOT)
+                handed += 1
+                yield cid
+            if not entries:
+                heapq.heappop(self._starts)
+                del self._slots[start]
+
+    def _slot_of(self, due: float) -> int:
+        return math.ceil(due / self.slot)
+
+    def _enter(self, cid: str, start: int) -> None:
+        due = self._slots.get(start)
+        if due is None:
+            self._slots[start] = due = []
+            heapq.heappush(self._starts, start)
+        due.append(cid)
 
     def rank(self, realized: float, predicted: float) -> Rank | None:
         return self.ranking.rank(realized, predicted)

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from faust.serializers import codecs
 from faust.stores.memory import Store as MemoryStore
+from faust.types import TP
 
 from stream.domain.carts import CartState
 from stream.domain.contacts import ContactState
@@ -19,10 +20,12 @@ from stream.domain.subscriptions import SubscriptionState
 from stream.state import (
     STATE_TYPES,
     Compressed,
+    CustomerStore,
     Packed,
     PackedCodec,
     StateCodec,
     Utf8Codec,
+    customer_store_url,
     dump_state,
     load_state,
     register_codecs,
@@ -447,3 +450,63 @@ async def test_packed_table_holds_what_it_packs_compressed() -> None:
     assert isinstance(held, bytes) and not held.startswith(b"[")
     assert carts.codec.record(held) == dump_state(CART)
     assert carts.get("c0") == CART
+
+
+class App:
+    """An app as a store sees it (weakly referenced: the stores share a map per app)."""
+
+    conf = SimpleNamespace()
+
+
+def customer_stores(app: App, *names: str) -> list[CustomerStore]:
+    return [CustomerStore(customer_store_url(), app, SimpleNamespace(name=name)) for name in names]
+
+
+def changelog(*records: tuple[str, bytes | None, int]) -> list[Any]:
+    """Changelog events as a store's apply_changelog_batch gets them: (key, value, partition)."""
+    return [
+        SimpleNamespace(
+            key=key.encode(), value=value, message=SimpleNamespace(partition=p, value=value)
+        )
+        for key, value, p in records
+    ]
+
+
+def test_the_customer_tables_of_an_app_share_one_key_partition_map() -> None:
+    app = App()
+    customers, carts, contacts = customer_stores(app, "customers", "carts", "contacts")
+    assert customers._key_partition is carts._key_partition is contacts._key_partition
+    (other,) = customer_stores(App(), "carts")
+    assert other._key_partition is not carts._key_partition
+
+
+def load(store: CustomerStore, *records: tuple[str, bytes | None, int]) -> None:
+    store.apply_changelog_batch(changelog(*records), bytes.decode, lambda value: value)
+
+
+async def test_a_recovery_drops_each_stores_keys_of_partitions_not_assigned() -> None:
+    """Each store drops its own; the map keeps a key's partition while some store holds it."""
+    app = App()
+    customers, carts = customer_stores(app, "customers", "carts")
+    load(customers, ("a", b"1", 0), ("b", b"1", 1))
+    load(carts, ("a", b"2", 0), ("b", b"2", 1), ("c", b"2", 1))
+    carts.data["new"] = b"3"  # written, its partition not told: kept, as Faust's store does
+    assert customers._key_partition == {"a": 0, "b": 1, "c": 1}
+    assigned = {TP("carts-changelog", 0)}
+    await carts.on_recovery_completed(assigned, set())
+    assert dict(carts.data) == {"a": b"2", "new": b"3"}
+    assert customers._key_partition == {"a": 0, "b": 1}  # customers still holds b
+    await customers.on_recovery_completed({TP("customers-changelog", 0)}, set())
+    assert dict(customers.data) == {"a": b"1"}
+    assert customers._key_partition == {"a": 0}
+
+
+def test_a_deleted_key_keeps_its_partition_while_another_store_holds_it() -> None:
+    app = App()
+    customers, carts = customer_stores(app, "customers", "carts")
+    load(customers, ("a", b"1", 3))
+    load(carts, ("a", b"2", 3), ("a", None, 3), ("b", b"2", 2), ("b", None, 2), ("b", b"4", 2))
+    assert dict(carts.data) == {"b": b"4"}  # a deleted; b deleted, then written again
+    assert customers._key_partition == {"a": 3, "b": 2}
+    load(customers, ("a", None, 3))
+    assert customers._key_partition == {"b": 2}
