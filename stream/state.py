@@ -48,7 +48,8 @@ class Utf8Codec(codecs.Codec):
 
     A customer id is the key of each table keyed by customer and of the rank
     index: interned (here, and as the event codec reads it), it is one string
-    for all of them, not one each (about 60 bytes a customer a table).
+    for all of them, not one each (about 60 bytes a customer a table, for an
+    entry a customer in the interpreter's table of interned strings).
     """
 
     def _dumps(self, obj: Any) -> bytes:
