@@ -216,7 +216,8 @@ async def publish(
     Topic.send wraps each record in futures and sensor calls that cost as
     much again as the send itself (profiled: py-spy on the bench's worker).
     At-least-once still holds: before it commits offsets, Faust flushes this
-    same producer.
+    same producer, and a record it failed to deliver stops the commits
+    (`stream.kafka.Deliveries`).
     """
     await app.producer.send(topic.get_topic_name(), key, value, partition, None, None)
 
