@@ -37,6 +37,7 @@ domain module).
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import time
@@ -429,6 +430,7 @@ population = Population(
     interval=settings.ltv_rescore_days * 86_400.0,
 )
 RESCORE_PER_TICK = 1000
+RESCORE_CHUNK = 32  # customers re-scored between two turns of the agents (~3 ms)
 
 
 def _partition_of(held: bytes | CustomerState) -> int:
@@ -514,16 +516,28 @@ async def rescore_customers() -> None:
             if cid not in population and _partition_of(held) in owned:
                 population.schedule_now(cid)
     now = clock.now()
-    for cid in population.pop_due(now, RESCORE_PER_TICK):
-        state = customer_states.get(cid)
-        if state is None or state.partition not in owned:
-            population.forget(cid)
-            continue
-        as_of = max(now, state.last_ts or now)
-        record, _ = customer_record(cid, state, as_of, assign_variant(cid, settings.holdout_share))
-        await publish(customer_ltv_topic, cid.encode(), encode(record))
-        if _unsettled():
-            break  # the rest stay due (pop_due hands them out one at a time)
+    handed = 0
+    while handed < RESCORE_PER_TICK:
+        # A chunk at a time, the agents running in between: customers fall due
+        # by the slot (population.py), thousands at once in a large shop, and a
+        # tick re-scoring a thousand in one go would hold the cart adds meanwhile.
+        due = list(population.pop_due(now, min(RESCORE_CHUNK, RESCORE_PER_TICK - handed)))
+        if not due:
+            return
+        handed += len(due)
+        for n, cid in enumerate(due):
+            if _unsettled():
+                population.put_back(due[n:])  # the rest stay due
+                return
+            state = customer_states.get(cid)
+            if state is None or state.partition not in owned:
+                population.forget(cid)
+                continue
+            as_of = max(now, state.last_ts or now)
+            variant = assign_variant(cid, settings.holdout_share)
+            record, _ = customer_record(cid, state, as_of, variant)
+            await publish(customer_ltv_topic, cid.encode(), encode(record))
+        await asyncio.sleep(0)
 
 
 @app.agent(purchase_topic)

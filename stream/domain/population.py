@@ -27,7 +27,7 @@ from __future__ import annotations
 import heapq
 import math
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from stream.domain.rank import Rank, Ranking
@@ -83,7 +83,7 @@ class Population:
         """Customers due at `now`, the earliest slot first, at most `limit`.
 
         A customer handed out is in no slot until they are scored again
-        (`scored`), which the caller does, or forgotten.
+        (`scored`), which the caller does, forgotten, or put back (`put_back`).
         """
         handed = 0
         while handed < limit and self._now:
@@ -113,6 +113,18 @@ class Population:
             if not entries:
                 heapq.heappop(self._starts)
                 del self._slots[start]
+
+    def put_back(self, cids: Iterable[str]) -> None:
+        """Customers handed out but not scored (the caller stopped): due again as they were."""
+        for cid in cids:
+            held = self._held.get(cid)
+            if held is None:
+                continue
+            realized, predicted, due, slot = _unpack(held)
+            if slot == NO_SLOT:
+                slot = self._slot_of(due)
+                self._enter(cid, slot)
+                self._held[cid] = _pack(realized, predicted, due, slot)
 
     def _slot_of(self, due: float) -> int:
         return math.ceil(due / self.slot)

@@ -147,3 +147,17 @@ def test_hands_out_exactly_the_customers_due_and_not_yet_handed_out(
             assert len(handed) == len(set(handed)) and set(handed) == expected
             for c in expected:
                 del due[c]
+
+
+def test_customers_put_back_are_due_again_as_they_were() -> None:
+    """Handed out, then the caller stopped (a rebalance): put back, they are handed out again."""
+    held = population()
+    for cid in "abc":
+        held.scored(cid, 1.0, 1.0, as_of=0.0)
+    handed = list(held.pop_due(7 * DAY, limit=10))
+    assert sorted(handed) == ["a", "b", "c"]
+    held.scored(handed[0], 1.0, 1.0, as_of=7 * DAY)  # re-scored before the caller stopped
+    held.put_back(handed[1:])
+    held.put_back(handed[:1])  # scored since: not put back, due on its own later
+    assert sorted(held.pop_due(7 * DAY, limit=10)) == sorted(handed[1:])
+    assert list(held.pop_due(14 * DAY, limit=10)) == [handed[0]]
