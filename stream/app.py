@@ -99,7 +99,6 @@ from stream.domain.ltv import (
     customer_scores,
     ltv_record,
     packed_partition,
-    unpack,
 )
 from stream.domain.population import Population
 from stream.domain.rank import Ranking
@@ -133,7 +132,6 @@ from stream.state import (
     HELD_CODECS,
     Packed,
     customer_store_url,
-    load_state,
     register_codecs,
 )
 
@@ -269,9 +267,9 @@ contacts = _customer_table("contacts", "packed-state")
 # Bounded: about 50 MB for the three at the bench workload's 3-5 KB a state
 # unpacked.
 UNPACKED_KEPT = 4096
-customer_states: Packed[CustomerState] = Packed(customers, unpack, put, UNPACKED_KEPT)
-cart_states: Packed[CartState] = Packed(carts, load_state, put, UNPACKED_KEPT)
-contact_states: Packed[ContactState] = Packed(contacts, load_state, put, UNPACKED_KEPT)
+customer_states: Packed[CustomerState] = Packed(customers, put, UNPACKED_KEPT)
+cart_states: Packed[CartState] = Packed(carts, put, UNPACKED_KEPT)
+contact_states: Packed[ContactState] = Packed(contacts, put, UNPACKED_KEPT)
 # Baskets counted per source partition of purchase-events (N_p), written by
 # track_orders; and, on the item side, the largest N_p each item-baskets
 # partition has been told (key "target:source"). N = sum over sources.
@@ -521,7 +519,7 @@ async def rescore_customers() -> None:
         # A chunk at a time, the agents running in between: customers fall due
         # by the slot (population.py), thousands at once in a large shop, and a
         # tick re-scoring a thousand in one go would hold the cart adds meanwhile.
-        due = list(population.pop_due(now, min(RESCORE_CHUNK, RESCORE_PER_TICK - handed)))
+        due = population.pop_due(now, min(RESCORE_CHUNK, RESCORE_PER_TICK - handed))
         if not due:
             return
         handed += len(due)

@@ -132,7 +132,7 @@ def decode_cart(data: bytes) -> CartEvent:
 def _cart(doc: dict[str, Any]) -> CartEvent:
     kind = _event_type(doc, CART_TYPES)
     event_id = _required_id(doc, "event_id")
-    customer_id = intern(_required_id(doc, "customer_id"))  # see Utf8Codec
+    customer_id = _customer_id(doc)
     ts = _required_ts(doc, "ts")
     if kind != "cart_cleared" and doc.get("sku") is None:
         raise InvalidEvent("missing_field", f"sku is required for {kind}")
@@ -164,7 +164,7 @@ def decode_purchase(data: bytes) -> PurchaseEvent:
 def _purchase(doc: dict[str, Any]) -> PurchaseEvent:
     kind = _event_type(doc, PURCHASE_TYPES)
     event_id = _required_id(doc, "event_id")
-    customer_id = intern(_required_id(doc, "customer_id"))  # see Utf8Codec
+    customer_id = _customer_id(doc)
     ts = _required_ts(doc, "ts")
     order_id = _required_id(doc, "order_id")
     raw_items = doc.get("items")
@@ -206,7 +206,7 @@ def decode_subscription(data: bytes) -> SubscriptionEvent:
 def _subscription(doc: dict[str, Any]) -> SubscriptionEvent:
     kind = _event_type(doc, SUBSCRIPTION_TYPES)
     event_id = _required_id(doc, "event_id")
-    customer_id = intern(_required_id(doc, "customer_id"))  # see Utf8Codec
+    customer_id = _customer_id(doc)
     ts = _required_ts(doc, "ts")
     subscription_id = _required_id(doc, "subscription_id")
     if kind == "subscription_started":
@@ -359,6 +359,11 @@ def _required_id(doc: dict[str, Any], key: str, index: int = -1) -> str:
     if value is None:
         raise InvalidEvent("missing_field", f"{_name(key, index)} is required")
     raise _bad(key, index, "a non-empty string of at most 256 characters", value)
+
+
+def _customer_id(doc: dict[str, Any]) -> str:
+    """The event's customer id, interned: one string in every table (see Utf8Codec)."""
+    return intern(_required_id(doc, "customer_id"))
 
 
 def _optional_id(doc: dict[str, Any], key: str) -> str | None:

@@ -115,9 +115,8 @@ class Compressed:
         self._held = 0
         self._train_at = iter(self.TRAIN_AT)
         self._next_training: int | None = next(self._train_at)
-        self._samples: list[
-            bytes | bytearray | memoryview
-        ] = []  # held only in the SAMPLES records before a training
+        # the records to train on: held only in the SAMPLES records before a training
+        self._samples: list[bytes | bytearray | memoryview] = []
 
     @property
     def dictionaries(self) -> int:
@@ -158,13 +157,18 @@ class PackedCodec(codecs.Codec):
 
     A changelog record is `pack(state)`. What is read back (recovery, a
     standby, a RocksDB store's reads) is handed on as bytes, for `Packed` to
-    unpack when it is used; with `compressed` (a table on the in-memory
-    store), compressed first: what the store holds.
+    unpack when it is used (`unpack`); with `compressed` (a table on the
+    in-memory store), compressed first: what the store holds.
     """
 
-    def __init__(self, pack: Callable[[Any], bytes], compressed: Compressed | None = None) -> None:
+    def __init__(
+        self,
+        pack: Callable[[Any], bytes],
+        unpack: Callable[[bytes], Any],
+        compressed: Compressed | None = None,
+    ) -> None:
         super().__init__()
-        self._pack = pack
+        self._pack, self._unpack = pack, unpack
         self.compressed = compressed
 
     def _dumps(self, obj: Any) -> bytes:
@@ -181,6 +185,10 @@ class PackedCodec(codecs.Codec):
     def record(self, held: bytes) -> bytes:
         """The changelog record of a value the store holds packed."""
         return held if self.compressed is None else self.compressed.record(held)
+
+    def unpack(self, held: bytes) -> Any:
+        """The state of a value the store holds packed."""
+        return self._unpack(self.record(held))
 
 
 S = TypeVar("S")
@@ -207,15 +215,11 @@ class Packed(Generic[S]):
     """
 
     def __init__(
-        self,
-        table: Any,
-        unpack: Callable[[bytes], S],
-        put: Callable[[Any, str, S], Awaitable[None]],
-        kept: int,
+        self, table: Any, put: Callable[[Any, str, S], Awaitable[None]], kept: int
     ) -> None:
         self.table = table
         self.codec = cast(PackedCodec, codecs.get_codec(table.value_serializer))
-        self._unpack, self._put = unpack, put
+        self._put = put
         self._kept = kept
         # key -> (the bytes the store held when the value was unpacked, or None
         # when the store holds the value itself, as written; the value)
@@ -232,7 +236,7 @@ class Packed(Generic[S]):
         if used is not None and used[0] == held:  # the same object, mostly: no compare
             self._in_use.move_to_end(key)
             return used[1]
-        value = self._unpack(self.codec.record(held))
+        value: S = self.codec.unpack(held)
         self._use(key, held, value)
         return value
 
@@ -317,9 +321,9 @@ def customer_store_url() -> str:
 
 
 HELD_CODECS = {  # a Packed table on the in-memory store: its codec, compressing what it holds
-    "customers": ("held-customers", ltv.pack),
-    "carts": ("held-carts", dump_state),
-    "contacts": ("held-contacts", dump_state),
+    "customers": ("held-customers", ltv.pack, ltv.unpack),
+    "carts": ("held-carts", dump_state, load_state),
+    "contacts": ("held-contacts", dump_state, load_state),
 }
 
 
@@ -332,8 +336,8 @@ def register_codecs() -> None:
     """
     codecs.register("utf8", Utf8Codec())
     codecs.register("state", StateCodec())
-    codecs.register("packed-state", PackedCodec(dump_state))
-    codecs.register("packed-customer", PackedCodec(ltv.pack))
-    for name, pack in HELD_CODECS.values():
+    codecs.register("packed-state", PackedCodec(dump_state, load_state))
+    codecs.register("packed-customer", PackedCodec(ltv.pack, ltv.unpack))
+    for name, pack, unpack in HELD_CODECS.values():
         if name not in codecs.codecs:
-            codecs.register(name, PackedCodec(pack, Compressed()))
+            codecs.register(name, PackedCodec(pack, unpack, Compressed()))

@@ -10,12 +10,12 @@ workload through the same domain functions the agents call:
 - the time per call of the per-event domain work (apply_basket, apply_order,
   scoring a customer, suggesting for a cart).
 
-`held_bytes` measures a table the same way from its changelog records: what
-a worker holds once it has recovered them, and `rank_index_bytes` the rank
-index it builds over the customers table. `bench handlers` uses them for
-every table keyed by customer (customers, carts, contacts) after its
-workload, since a customer's cart and contacts are held beside their value
-state.
+`recovered_bytes` weighs what a worker holds once it has recovered tables
+from their changelog records (`held_bytes`, each table) and the rank index it
+builds over the customers table (`rank_index_bytes`), in a new process.
+`bench handlers` uses it for every table keyed by customer (customers,
+carts, contacts) after its workload, since a customer's cart and contacts are
+held beside their value state.
 """
 
 from __future__ import annotations

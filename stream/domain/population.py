@@ -27,12 +27,11 @@ from __future__ import annotations
 import heapq
 import math
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from stream.domain.rank import Rank, Ranking
 
-NOW = float("-inf")  # due at once: a customer of a newly owned partition
 SLOTS_AN_INTERVAL = 32  # the default slot: a 32nd of the interval (5.25 h of 7 days)
 NO_SLOT = -1  # handed out, not rescored since: in no slot
 _HELD = struct.Struct("3dq")  # realized, predicted, due, the slot of the customer's live entry
@@ -79,22 +78,21 @@ class Population:
             realized, predicted, _, _ = _unpack(held)
             self.ranking.remove((realized, predicted))
 
-    def pop_due(self, now: float, limit: int) -> Iterator[str]:
+    def pop_due(self, now: float, limit: int) -> list[str]:
         """Customers due at `now`, the earliest slot first, at most `limit`.
 
         A customer handed out is in no slot until they are scored again
         (`scored`), which the caller does, forgotten, or put back (`put_back`).
         """
-        handed = 0
-        while handed < limit and self._now:
+        handed: list[str] = []
+        while len(handed) < limit and self._now:
             cid = self._now.pop()
             if cid not in self._held:  # else scored since: in a slot
-                handed += 1
-                yield cid
-        while handed < limit and self._starts and self._starts[0] * self.slot <= now:
+                handed.append(cid)
+        while len(handed) < limit and self._starts and self._starts[0] * self.slot <= now:
             start = self._starts[0]
             entries = self._slots[start]
-            while entries and handed < limit:
+            while entries and len(handed) < limit:
                 cid = entries.pop()
                 held = self._held.get(cid)
                 if held is None:
@@ -106,13 +104,13 @@ class Population:
                 if latest > start:  # scored since: due later
                     self._enter(cid, latest)
                     self._held[cid] = _pack(realized, predicted, due, latest)
-                    continue
-                self._held[cid] = _pack(realized, predicted, due, NO_SLOT)
-                handed += 1
-                yield cid
+                else:
+                    self._held[cid] = _pack(realized, predicted, due, NO_SLOT)
+                    handed.append(cid)
             if not entries:
                 heapq.heappop(self._starts)
                 del self._slots[start]
+        return handed
 
     def put_back(self, cids: Iterable[str]) -> None:
         """Customers handed out but not scored (the caller stopped): due again as they were."""

@@ -27,7 +27,6 @@ from stream.state import (
     Utf8Codec,
     customer_store_url,
     dump_state,
-    load_state,
     register_codecs,
 )
 
@@ -263,7 +262,7 @@ class DiskTable(Table):
 
 def packed_carts(table: Table, kept: int = 2) -> Packed[CartState]:
     register_codecs()  # the table's codec packs (stream.app registers them at import)
-    return Packed(table, load_state, table.put, kept)
+    return Packed(table, table.put, kept)
 
 
 CART = CartState(cart_id="k1", items={"a": 1}, last_ts=T0, seen={"e1": (0, 3)})
