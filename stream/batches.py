@@ -42,6 +42,8 @@ next batch, and also when the agent stops midway (its `finally`). So:
 
 from __future__ import annotations
 
+import asyncio
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 
@@ -84,3 +86,18 @@ async def handle_each(
                 await handle(event)
             except Exception as exc:  # a bug, not bad input: keep the event, go on
                 await on_error(event, exc)
+
+
+async def cede(since: float, share: float) -> None:
+    """Pause background work so that what it did since `since` took `share` of the time.
+
+    `since` is a `time.perf_counter()` taken when the work began. Work that
+    runs between the agents' turns (re-scoring, after a rebalance thousands
+    of customers at once) calls this after each chunk: `asyncio.sleep(0)`
+    alone gives the agents a turn but takes the event loop straight back,
+    so the events that arrive meanwhile queue behind the chunks; with this
+    the work takes at most `share` of the loop, and the rest of it is
+    theirs.
+    """
+    spent = time.perf_counter() - since
+    await asyncio.sleep(spent * (1.0 - share) / share)

@@ -37,9 +37,11 @@ CPU per event: the processor processes' user + system CPU time (/proc, in
 each event costs, whatever else the machine runs.
 
 Latency: after the throughput phase, on the same running processor, the
-bench sends item_added events at a steady rate (1,000/s) and times each from
-just before its send to the moment the bench's consumer receives its
-answer (the relayed record; the suggestion): what a storefront would see.
+bench sends item_added events at a steady rate (1,000/s), their event time
+moving on from the workload's end at the pace they are sent, as a shop's
+would, and times each from just before its send to the moment the bench's
+consumer receives its answer (the relayed record; the suggestion): what a
+storefront would see.
 
 Each measurement is repeated (`--runs`, each in fresh topics) and the
 median is reported; runs of the three processors are interleaved so drift
@@ -72,6 +74,7 @@ from stream.broker import EmbeddedBroker, ensure_topics, free_port
 from stream.config import _TOPIC_VARS, Settings, Topics
 from stream.demo import DemoEvent, DemoFeed
 from stream.domain.cooccurrence import basket_items
+from stream.domain.events import format_ts, parse_ts
 from stream.health import READY_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,6 +117,11 @@ class Workload:
         return cls(tuple(made), past)
 
     @property
+    def last_ts(self) -> str:
+        """The event time the workload ends at."""
+        return format_ts(max(parse_ts(e.value["ts"]) for e in self.history + self.events))
+
+    @property
     def adds(self) -> int:
         return sum(1 for e in self.events if e.value["type"] == "item_added")
 
@@ -139,9 +147,18 @@ def _fanned_out(events: tuple[DemoEvent, ...]) -> int:
     )
 
 
-def live_adds(count: int, seed: int) -> Iterator[DemoEvent]:
-    """`count` item_added events of new sessions (the latency phase's probes)."""
-    feed = DemoFeed(seed=seed, customers=500, start="2026-12-01T08:00:00Z")
+def live_adds(count: int, seed: int, after: str, rate: int) -> Iterator[DemoEvent]:
+    """`count` item_added events of new sessions (the latency phase's probes).
+
+    Their event time goes on from `after` (the workload's last) at the pace
+    they are sent, `rate` a second, as a shop's own adds would. The demo
+    feed's clock moves minutes an event (its sessions span weeks); at 1,000
+    adds/s that ran event time 160,000 times faster than the wall clock, and
+    the worker re-scored every customer (a week of event time in seconds)
+    while the probes were being timed.
+    """
+    feed = DemoFeed(seed=seed, customers=500)
+    start = parse_ts(after)
     made = 0
     for event in feed.live():
         if event.value["type"] == "item_added":
@@ -149,6 +166,7 @@ def live_adds(count: int, seed: int) -> Iterator[DemoEvent]:
             # Ids of their own: the workload's feed numbered its events and carts alike.
             value = {
                 **event.value,
+                "ts": format_ts(start + made / rate),
                 "event_id": f"probe-{made}",
                 "cart_id": f"probe-{event.value['cart_id']}",
             }
@@ -360,6 +378,7 @@ class Receiver:
         self.first: float | None = None
         self.last = 0.0
         self.arrived: dict[str, float] = {}  # event id -> arrival (watched ids only)
+        self.answered: dict[str, float] = {}  # event id -> its answer's record timestamp (s)
         self.watch: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -386,8 +405,9 @@ class Receiver:
                     if self.watch:
                         value = orjson.loads(record.value)
                         source = value.get("source_event_id") or value.get("event_id")
-                        if source in self.watch:
-                            self.arrived.setdefault(source, now)
+                        if source in self.watch and source not in self.arrived:
+                            self.arrived[source] = now
+                            self.answered[source] = record.timestamp / 1000
             if batches:
                 self.first = self.first if self.first is not None else now
                 self.last = now
@@ -443,7 +463,7 @@ async def measure(
             }
             if latency_seconds > 0:
                 result["latency"] = await steady_latency(
-                    installation, receiver, latency_seconds, rate, seed
+                    installation, receiver, latency_seconds, rate, seed, workload.last_ts
                 )
             return result
         finally:
@@ -521,15 +541,24 @@ async def drain_pipeline(
 
 
 async def steady_latency(
-    installation: Installation, receiver: Receiver, seconds: float, rate: int, seed: int
+    installation: Installation,
+    receiver: Receiver,
+    seconds: float,
+    rate: int,
+    seed: int,
+    after: str,
 ) -> dict[str, float]:
-    """Send item_added at `rate`/s for `seconds`; milliseconds from send to answer received."""
-    probes = list(live_adds(int(seconds * rate), seed))
+    """Send item_added at `rate`/s for `seconds`: milliseconds from send to answer received.
+
+    The probes' event time goes on from `after` (`live_adds`).
+    """
+    probes = list(live_adds(int(seconds * rate), seed, after, rate))
     receiver.watch = {e.value["event_id"] for e in probes}
     topic = installation.settings.topics.cart
     producer = AIOKafkaProducer(bootstrap_servers=installation.broker.bootstrap, linger_ms=0)
     await producer.start()
     sent_at: dict[str, float] = {}
+    sent_wall: dict[str, float] = {}  # the same, on the clock of the answers' timestamps
     try:
         started = time.perf_counter()
         per_tick = max(1, round(rate / 100))  # a burst every 10 ms, or one at a time
@@ -539,6 +568,7 @@ async def steady_latency(
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             for event in probes[n : n + per_tick]:
                 sent_at[event.value["event_id"]] = time.perf_counter()
+                sent_wall[event.value["event_id"]] = time.time()
                 await producer.send(topic, key=event.key.encode(), value=orjson.dumps(event.value))
         await producer.flush()
         achieved = len(probes) / (time.perf_counter() - started)
@@ -551,15 +581,19 @@ async def steady_latency(
     await until(all_answered, installation, 120, "all latency probes answered")
     # The first second warms up (connections, first fetches); the rest is steady state.
     cutoff = min(sent_at.values()) + 1.0
-    ms = sorted(
-        (receiver.arrived[eid] - sent) * 1000 for eid, sent in sent_at.items() if sent >= cutoff
-    )
+    timed = [eid for eid, sent in sent_at.items() if sent >= cutoff]
+    ms = sorted((receiver.arrived[eid] - sent_at[eid]) * 1000 for eid in timed)
+    # Where it went: until the processor's producer stamped the answer (its
+    # record's timestamp, in ms), and the rest, the answer's way to the bench.
+    answering = sorted((receiver.answered[eid] - sent_wall[eid]) * 1000 for eid in timed)
     return {
         "probes": len(ms),
         "rate_per_s": achieved,
         "p50_ms": _percentile(ms, 0.50),
         "p99_ms": _percentile(ms, 0.99),
         "max_ms": ms[-1],
+        "p50_to_answer_ms": _percentile(answering, 0.50),
+        "p99_to_answer_ms": _percentile(answering, 0.99),
     }
 
 
@@ -662,5 +696,9 @@ def _line(figures: dict[str, Any]) -> str:
     text = f"{rate:,.0f} events/s ({cpu:.2f} CPU ms each)"
     latency = figures.get("latency")
     if latency:
-        text += f", p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms"
+        text += (
+            f", p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms"
+            f" (answer sent: p50 {latency['p50_to_answer_ms']:.1f}, "
+            f"p99 {latency['p99_to_answer_ms']:.1f})"
+        )
     return text

@@ -61,6 +61,8 @@ def test_bench_measures_all_four_processors_the_handlers_and_the_memory(tmp_path
         # The first second of probes is warm-up; the other two seconds' are all answered.
         assert 80 <= m["latency"]["probes"] <= 100, name
         assert 0 < m["latency"]["p50_ms"] <= m["latency"]["p99_ms"] <= m["latency"]["max_ms"]
+        # the answer is sent before it arrives (timestamps in ms: 1 ms of rounding)
+        assert m["latency"]["p50_to_answer_ms"] <= m["latency"]["p50_ms"] + 1
     # CPU per event: the pipeline's work shows next to a bare relay's (which, counted in
     # /proc's 10 ms ticks over 2,000 events, may round to 0).
     assert medians["pipeline x1"]["cpu_ms_per_event"] > medians["relay x1"]["cpu_ms_per_event"]
