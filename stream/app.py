@@ -40,7 +40,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -431,11 +431,29 @@ RESCORE_CHUNK = 32  # customers re-scored between two turns of the agents (~2-3 
 RESCORE_SHARE = 0.25  # of the event loop's time, at most, while customers are due at once
 
 
-def _partition_of(held: bytes | CustomerState) -> int:
-    """The partition of a customer as the customers table holds it (packed or in use)."""
+def _partition_of(cid: str, held: bytes | CustomerState, owners: Mapping[str, int]) -> int:
+    """The partition of a customer the customers table holds (`held`), not unpacked.
+
+    The in-memory store has it in its map of key -> partition, `owners`
+    (`_customer_owners`): a dict lookup, where reading it from the held
+    record means decompressing it first. After a rebalance every customer
+    held is looked up, twice, without a pause for the agents: 17,519
+    customers took 5.5 ms against 25 (`bench handlers`' state at 200,000
+    events). RocksDB's store has no such map: the record it is.
+    """
+    partition = owners.get(cid)
+    if partition is not None:
+        return partition
     if isinstance(held, bytes):
         return packed_partition(customer_states.codec.record(held))
     return held.partition
+
+
+def _customer_owners() -> Mapping[str, int]:
+    """The customers' store's key -> partition map: Faust's memory store's (`_key_partition`,
+    one for the three tables keyed by customer: `stream.state.CustomerStore`); none on RocksDB."""
+    owners: Mapping[str, int] | None = getattr(customers.data, "_key_partition", None)
+    return owners if owners is not None else {}
 
 
 def customer_record(
@@ -506,12 +524,13 @@ async def rescore_customers() -> None:
     if owned != _customer_partitions:
         _customer_partitions.clear()
         _customer_partitions.update(owned)
+        owners = _customer_owners()
         for cid in population.held():
-            held = customers.get(cid)  # its partition, without unpacking it
-            if held is None or _partition_of(held) not in owned:
+            held = customers.get(cid)
+            if held is None or _partition_of(cid, held, owners) not in owned:
                 population.forget(cid)
         for cid, held in customers.items():
-            if cid not in population and _partition_of(held) in owned:
+            if cid not in population and _partition_of(cid, held, owners) in owned:
                 population.schedule_now(cid)
     now = clock.now()
     handed = 0

@@ -62,3 +62,53 @@ def test_the_handlers_do_the_pipelines_whole_work(tmp_path: Path) -> None:
     parts = ("customers", "carts", "contacts", "rank index")
     assert all(held[part] > 0 for part in parts)
     assert held["all"] == pytest.approx(sum(held[part] for part in parts))
+
+
+REBALANCE_LOOKUP = """
+import asyncio, sys
+from typing import Any, cast
+import orjson
+from stream import app as worker
+from stream.bench import handlers as hb
+from stream.bench.pipeline import Workload
+
+async def main() -> None:
+    producer = hb.LocalProducer(worker.settings.partitions)
+    worker.app.producer = cast(Any, producer)
+    hb.own_every_partition(worker.settings.partitions)
+    worker.customer_states._kept = 8  # the rest held packed, as in a large shop
+    workload = Workload.generate(1500, 60, history=100)
+    await hb.Handlers(producer).run(hb.inputs(workload.history + workload.events, 4))
+    owners = worker._customer_owners()
+    held = list(worker.customers.items())
+    packed = sum(isinstance(value, bytes) for _, value in held)
+    from_map = [worker._partition_of(cid, value, owners) for cid, value in held]
+    from_records = [worker._partition_of(cid, value, {}) for cid, value in held]
+    same = from_map == from_records
+    figures = [len(held), packed, len(owners), same, sorted(set(from_map))]
+    sys.stdout.buffer.write(orjson.dumps(figures))
+
+asyncio.run(main())
+"""
+
+
+def test_a_rebalance_reads_each_customers_partition_from_the_stores_map(tmp_path: Path) -> None:
+    """`rescore_customers` after a rebalance: the memory store's key -> partition map gives
+    each held customer's partition, as their held record does (packed ones decompressed)."""
+    env = environment_without_settings()
+    done = subprocess.run(
+        [sys.executable, "-c", REBALANCE_LOOKUP],
+        cwd=ROOT,
+        env=dict(
+            env,
+            STREAM_PARTITIONS="4",
+            STREAM_DATA_DIR=str(tmp_path),
+            STREAM_STORE="memory://",
+        ),
+        capture_output=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    customers, packed, mapped, same, partitions = orjson.loads(done.stdout)
+    assert customers == 60 and mapped >= customers and packed >= customers - 8
+    assert same and partitions == [0, 1, 2, 3]
