@@ -22,9 +22,13 @@ from stream.config import Topics
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_handlers_do_the_pipelines_whole_work(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rescore_days", [7, 1])
+def test_the_handlers_do_the_pipelines_whole_work(tmp_path: Path, rescore_days: int) -> None:
+    """The workload's event time spans about three days: at the default of 7 no customer is
+    re-scored within it, at 1 the customers whose last order is a day old are."""
     events, customers, history = 1500, 60, 100
     env = environment_without_settings()
+    env["STREAM_LTV_RESCORE_DAYS"] = str(rescore_days)
     done = subprocess.run(
         [
             sys.executable,
@@ -45,7 +49,10 @@ def test_the_handlers_do_the_pipelines_whole_work(tmp_path: Path) -> None:
     assert figures["events"] == events
     assert calls["cart event"] == workload.adds and calls["order"] == workload.orders
     assert sent[topics.suggestions] == workload.adds  # one answer an add
-    assert sent[topics.customer_ltv] == workload.orders  # one record an order
+    if rescore_days == 7:
+        assert sent[topics.customer_ltv] == workload.orders  # one record an order
+    else:  # and the re-scored customers' records (the timers')
+        assert sent[topics.customer_ltv] > workload.orders
     # Every basket record sent came back to the item-rows handler: one per distinct item
     # of each order, and the basket counts' records (one per partition when they changed).
     assert calls["basket record"] == sent[topics.item_baskets]
