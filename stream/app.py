@@ -450,8 +450,11 @@ def _partition_of(cid: str, held: bytes | CustomerState, owners: Mapping[str, in
 
 
 def _customer_owners() -> Mapping[str, int]:
-    """The customers' store's key -> partition map: Faust's memory store's (`_key_partition`,
-    one for the three tables keyed by customer: `stream.state.CustomerStore`); none on RocksDB."""
+    """The customers table's store's map of key -> partition (empty on RocksDB, which has none).
+
+    Faust's memory store's `_key_partition`: one for the three tables keyed
+    by customer (`stream.state.CustomerStore`).
+    """
     owners: Mapping[str, int] | None = getattr(customers.data, "_key_partition", None)
     return owners if owners is not None else {}
 

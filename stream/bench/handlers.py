@@ -16,9 +16,9 @@ TICK_EVENTS input events, about their 0.2 s at the pipeline's rate here.
 
 Left out is what Kafka and Faust's streams cost: fetching, the hand-off to
 the agents, iteration, acks, the producer's batching and requests, commits.
-So this is the least the
-pipeline pays an event with its code as it is, on any framework, and next to
-the bench's processors it says how much of their cost is the pipeline's own.
+So this is the least the pipeline pays an event with its code as it is, on
+any framework, and next to the bench's processors it says how much of their
+cost is the pipeline's own.
 
 After the run it also weighs what the worker then holds per customer: each
 table keyed by customer (customers, carts, contacts), as a worker holds them
@@ -155,7 +155,7 @@ class Handlers:
         await worker.changelogs.flush()
         await worker.send_basket_counts()
         await worker.send_changed_rows()
-        owned = set(range(self.producer.partitions.stop))
+        owned = set(self.producer.partitions)
         await worker.rescore_due(worker.clock.now(), owned, RESCORE_PER_TICK_HERE, 1.0)
         self.seconds["timers"] += time.perf_counter() - started
         self.calls["timers"] += 1
