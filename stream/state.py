@@ -90,8 +90,10 @@ class Compressed:
     training: the field names, the SKUs and ids it sees in most records), a
     record of a few hundred bytes compresses 3-5x, against 2x alone
     (`bench handlers`: a cart's 1,041 bytes to about 216). The first records
-    are compressed with no dictionary; at each of TRAIN_AT records held, a
-    dictionary is trained on the latest ones (15-70 ms, once per count) and
+    are compressed with no dictionary; at each of TRAIN_AT records compressed
+    (a customer's record counts each time it is held again: as it leaves the
+    ones in use, as recovery reads it), a dictionary is trained on the
+    latest ones (15-70 ms, once per count) and
     used from then on, so the later ones share what the shop's catalog has
     in common. The dictionaries are the worker's own, in memory only: a held
     value starts with the number of the dictionary it was compressed with
@@ -101,7 +103,7 @@ class Compressed:
     kinds of bytes read back (`record`).
     """
 
-    TRAIN_AT = (256, 4096)  # records held, at which a new dictionary is trained
+    TRAIN_AT = (256, 4096)  # records compressed, at which a new dictionary is trained
     SAMPLES = 1024  # the records before each of those counts, to train on
     DICT_BYTES = 4096  # 2-16 KiB measured alike on the bench's records; 4 KiB is in cache
 
