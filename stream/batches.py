@@ -1,5 +1,8 @@
 """Agents take their events in batches (`Stream.take_events`) and handle each on its own.
 
+(And `cede`: how background work between their turns, such as re-scoring,
+leaves them most of the event loop.)
+
 Faust's per-event iteration (`async for event in stream.events()`) costs an
 agent a turn of Faust's stream machinery for every event: its generator,
 its sensors, its ack. `take_events` runs that iteration in the background

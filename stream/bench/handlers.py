@@ -155,7 +155,8 @@ class Handlers:
         await worker.changelogs.flush()
         await worker.send_basket_counts()
         await worker.send_changed_rows()
-        owned = set(self.producer.partitions)
+        owned = worker._owned(worker.T.purchase)  # every partition (`own_every_partition`)
+        assert owned is not None
         await worker.rescore_due(worker.clock.now(), owned, RESCORE_PER_TICK_HERE, 1.0)
         self.seconds["timers"] += time.perf_counter() - started
         self.calls["timers"] += 1
