@@ -113,10 +113,14 @@ class Population:
         return handed
 
     def put_back(self, cids: Iterable[str]) -> None:
-        """Customers handed out but not scored (the caller stopped): due again as they were."""
+        """Customers handed out but not scored (the caller stopped): due again as they were.
+
+        One not held was due at once (`schedule_now`): it is again.
+        """
         for cid in cids:
             held = self._held.get(cid)
             if held is None:
+                self._now.append(cid)
                 continue
             realized, predicted, due, slot = _unpack(held)
             if slot == NO_SLOT:

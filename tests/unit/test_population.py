@@ -161,3 +161,17 @@ def test_customers_put_back_are_due_again_as_they_were() -> None:
     held.put_back(handed[:1])  # scored since: not put back, due on its own later
     assert sorted(held.pop_due(7 * DAY, limit=10)) == sorted(handed[1:])
     assert list(held.pop_due(14 * DAY, limit=10)) == [handed[0]]
+
+
+def test_customers_due_at_once_put_back_are_due_at_once_again() -> None:
+    """A rebalance's newly assigned customers, handed out and put back, are not lost.
+
+    The caller schedules them once per new assignment: lost here, they were
+    re-scored only at their next order.
+    """
+    held = population()
+    held.schedule_now("new")
+    assert held.pop_due(0.0, limit=10) == ["new"]
+    held.put_back(["new"])
+    assert held.pop_due(0.0, limit=10) == ["new"]
+    assert held.pop_due(0.0, limit=10) == []
