@@ -11,9 +11,9 @@ environment; `BENCH_OUT` names the output topic.
 records reach the stream as Faust hands them over. (d), with
 `BENCH_BATCHED=1`, is the cheapest Faust agent that still answers every
 event: records handed over as the workers' are
-(`stream.kafka.EagerDeliveryConsumer`), `stream.take_events` batches, each
-record sent straight to the producer (as the pipeline's
-`stream.app.publish` does). Per event it pays only what no Faust agent
+(`stream.kafka.EagerDeliveryConsumer`), batches as the workers take them
+(`stream.batches.take_batches`), each record sent straight to the producer
+(as the pipeline's `stream.app.publish` does). Per event it pays only what no Faust agent
 avoids: the fetch thread's hand-off, the stream's iteration and ack, one
 send. The pipeline cannot be cheaper than (d).
 """
@@ -26,6 +26,7 @@ import faust
 import mode.loop
 import orjson
 
+from stream.batches import take_batches
 from stream.config import Settings
 from stream.health import Worker
 from stream.kafka import faust_client_options, tuned_transport
@@ -51,7 +52,7 @@ async def forward(stream: faust.StreamT[bytes]) -> None:
 
 async def forward_batches(stream: faust.StreamT[bytes]) -> None:
     name = out.get_topic_name()
-    async for events in stream.take_events(500, within=0.005):  # type: ignore[attr-defined]
+    async for events in take_batches(stream, 500, within=0.005):
         for event in events:
             value = orjson.dumps(orjson.loads(event.value))
             await app.producer.send(name, event.key, value, None, None, None)

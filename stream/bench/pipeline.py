@@ -9,7 +9,7 @@ the same generated workload (the demo shop's cart sessions and orders):
 - (c) `pipeline`: the product (`python -m stream worker`): co-occurrence,
   customer value, suggestions, triggers;
 - (d) `batched`: the cheapest Faust agent that answers each event (the
-  passthrough with `stream.take_events` batches and sends straight to the
+  passthrough with the workers' batches, `take_batches`, and sends straight to the
   producer): the floor under any Faust pipeline here.
 
 Throughput: for the baselines, the workload is loaded into the input topics

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from types import SimpleNamespace
+from typing import Any
 
+import faust
 from faust.streams import current_event
 
-from stream.batches import cede, set_current_event
+from stream.batches import cede, set_current_event, take_batches
 
 
 class Event:
@@ -67,3 +72,141 @@ async def test_background_work_cedes_the_loop_for_the_rest_of_its_share() -> Non
     assert ceded - chunk_ended >= 3 * (chunk_ended - started)  # 25%: three times the chunk
     assert not [t for t in turns if started < t < chunk_ended]
     assert len([t for t in turns if chunk_ended <= t <= ceded]) >= 2
+
+
+@dataclass
+class Batch:
+    """A batch as the agent got it: when, its values, its Faust events, which were acked then."""
+
+    at: float
+    values: list[Any]
+    events: list[Any]
+    acked: list[bool]
+
+
+@dataclass
+class Got:
+    """The batches an agent got, and a signal set with each."""
+
+    batches: list[Batch] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def values(self) -> list[list[Any]]:
+        return [batch.values for batch in self.batches]
+
+    async def until(self, count: int) -> None:
+        """Wait for the agent's `count`th batch (5 s at most: a hang fails the test)."""
+        async with asyncio.timeout(5.0):
+            while len(self.batches) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+def batching_app(
+    max_events: int, within: float, seen: Callable[[faust.StreamT[Any]], None] = lambda s: None
+) -> tuple[Any, Got]:
+    """An agent that takes its events with `take_batches`, and what it got.
+
+    Run in-process with Faust's `test_context` (a channel, no broker).
+    """
+    app = faust.App(
+        "take-batches-test", store="memory://", autodiscover=False, loop=asyncio.get_running_loop()
+    )
+    got = Got()
+
+    @app.agent()
+    async def batched(stream: faust.StreamT[Any]) -> None:
+        seen(stream)
+        async for events in take_batches(stream, max_events, within):
+            acked = [event.message.acked for event in events]
+            got.batches.append(Batch(time.perf_counter(), [e.value for e in events], events, acked))
+            got.arrived.set()
+
+    return batched, got
+
+
+@contextlib.asynccontextmanager
+async def running(agent: Any) -> AsyncIterator[Any]:
+    """Faust's `test_context` for `agent`; then the loop of its app's consumer thread closed.
+
+    The acks reach Faust's real consumer (`app.consumer`), made on first use
+    with a thread that is never started here; its event loop is closed, not
+    left to the garbage collector.
+    """
+    async with agent.test_context() as context:
+        yield context
+    agent.app.consumer._thread.thread_loop.close()
+
+
+async def test_a_batch_is_what_came_within_the_window_of_its_first_event() -> None:
+    """Three events at once are one batch; a lone one later is a batch once its window ends.
+
+    Only lower bounds on time: a window is never shorter than `within`.
+    """
+    agent, got = batching_app(max_events=100, within=0.05)
+    async with running(agent) as sink:
+        for value in (0, 1, 2):
+            await sink.put(value)
+        await got.until(1)
+        await asyncio.sleep(0.1)
+        sent = time.perf_counter()
+        await sink.put(99)
+        await got.until(2)
+    assert got.values == [[0, 1, 2], [99]]
+    assert got.batches[1].at - sent >= 0.05
+
+
+async def test_a_full_batch_goes_at_once_and_holds_at_most_max_events() -> None:
+    """With a window of a minute, full batches of 3 come within seconds; the 7th event waits.
+
+    Faust's take_events holds at most `max_` events too; more wait for room.
+    """
+    agent, got = batching_app(max_events=3, within=60.0)
+    async with running(agent) as sink:
+        for value in range(7):
+            await sink.put(value)
+        await got.until(2)
+        await asyncio.sleep(0.2)
+        assert got.values == [[0, 1, 2], [3, 4, 5]]
+
+
+async def test_a_batch_is_acked_when_the_agent_asks_for_the_next() -> None:
+    """At-least-once: a batch's events are acked once handled, not when handed over."""
+    agent, got = batching_app(max_events=2, within=0.01)
+    async with running(agent) as sink:
+        for value in range(4):
+            await sink.put(value)
+        await got.until(2)
+        first_acked_by_then = [event.message.acked for event in got.batches[0].events]
+    assert [batch.acked for batch in got.batches] == [[False, False], [False, False]]
+    assert first_acked_by_then == [True, True]
+
+
+async def test_an_idle_agent_is_not_woken() -> None:
+    """Nothing comes, nothing runs: no waits of mode's (Faust's take_events polls `within`).
+
+    Faust's `Stream.take_events` waits `within` again and again
+    (`wait_for_stopped`) whether events come or not: with it in place of
+    `take_batches`, this test counted 94 waits, three tasks each.
+    """
+    waits: list[object] = []
+
+    def count_waits(stream: faust.StreamT[Any]) -> None:
+        def counted(wait: Callable[..., Any]) -> Callable[..., Any]:
+            def waiting(*args: Any, **kwargs: Any) -> Any:
+                waits.append(args)
+                return wait(*args, **kwargs)
+
+            return waiting
+
+        stream.wait_for_stopped = counted(stream.wait_for_stopped)  # type: ignore[method-assign]
+
+    agent, got = batching_app(max_events=100, within=0.002, seen=count_waits)
+    async with running(agent) as sink:
+        await asyncio.sleep(0.1)
+        await sink.put(1)
+        await got.until(1)
+        await asyncio.sleep(0.1)
+    assert got.values == [[1]]
+    assert waits == []
