@@ -69,6 +69,7 @@ import asyncio
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import cast
 
 import faust
 from faust.streams import _current_event
@@ -128,6 +129,7 @@ async def take_batches(
     for the next batch or stops midway (the generator's `finally`).
     """
     loop = asyncio.get_running_loop()
+    channel = cast("faust.ChannelT[bytes]", stream.channel)  # the passive drainer reads its queue
     buffer: list[EventT[bytes]] = []
     ready: asyncio.Future[None] = loop.create_future()  # the batch may go
     window: asyncio.TimerHandle | None = None
@@ -145,11 +147,13 @@ async def take_batches(
         if event is None:
             raise RuntimeError("take_batches: an event without Faust's current event")
         buffer.append(event)
-        if len(buffer) == 1:
-            window = loop.call_later(within, release)
         if len(buffer) >= max_events:
             release()
             room = loop.create_future()
+        elif channel.queue.empty():  # nothing more delivered to the stream
+            release()  # the batch is all there is: it goes now
+        elif len(buffer) == 1:
+            window = loop.call_later(within, release)  # more are coming: at most `within`
         return value
 
     stream.enable_acks = False  # acked here, once handled, as take_events does

@@ -139,44 +139,86 @@ async def running(agent: Any) -> AsyncIterator[Any]:
     agent.app.consumer._thread.thread_loop.close()
 
 
-async def test_a_batch_is_what_came_within_the_window_of_its_first_event() -> None:
-    """Three events at once are one batch; a lone one later is a batch once its window ends.
+async def deliver(sink: Any, *values: Any) -> None:
+    """Deliver `values` to the agent's stream at once, as the consumer delivers a fetch's records.
 
-    Only lower bounds on time: a window is never shorter than `within`.
+    (`put` waits for each value to be taken by default: one at a time.)
     """
-    agent, got = batching_app(max_events=100, within=0.05)
+    for value in values:
+        await sink.put(value, wait=False)
+
+
+async def test_a_batch_is_what_was_delivered_and_goes_without_waiting_its_window() -> None:
+    """Three events delivered at once are one batch; a lone one later goes at once.
+
+    With a window of a minute, both batches come within seconds (`until`
+    gives up after 5): a batch waits for others only while more are already
+    delivered to its stream. With the window waited out whole (until this
+    change), the lone event would wait the minute.
+    """
+    agent, got = batching_app(max_events=100, within=60.0)
     async with running(agent) as sink:
-        for value in (0, 1, 2):
-            await sink.put(value)
+        await deliver(sink, 0, 1, 2)
         await got.until(1)
         await asyncio.sleep(0.1)
-        sent = time.perf_counter()
-        await sink.put(99)
+        await deliver(sink, 99)
         await got.until(2)
     assert got.values == [[0, 1, 2], [99]]
-    assert got.batches[1].at - sent >= 0.05
+
+
+async def test_while_events_keep_coming_a_batch_closes_when_its_window_ends() -> None:
+    """A stream that never runs dry gets batches of what came within `within` of their first.
+
+    The feeder delivers two events for each one the stream takes, so more
+    are always waiting: the first batch goes when its window ends, while
+    the feeder is still sending, not when the events stop. Only lower bounds
+    on time: a window is never shorter than `within`.
+    """
+    agent, got = batching_app(max_events=100_000, within=0.05)
+    async with running(agent) as sink:
+        sent: list[int] = []
+        started = time.perf_counter()
+
+        async def feed() -> None:
+            while time.perf_counter() - started < 0.5:
+                sent.extend((len(sent), len(sent) + 1))
+                await deliver(sink, *sent[-2:])
+                await asyncio.sleep(0)
+
+        feeding = asyncio.create_task(feed())
+        await got.until(1)
+        still_feeding = not feeding.done()
+        await feeding
+        await asyncio.sleep(0.2)
+        await got.until(2)
+    first = got.batches[0]
+    assert still_feeding
+    assert first.at - started >= 0.05
+    assert first.values == sent[: len(first.values)]
+    assert 0 < len(first.values) < len(sent)
+    assert [v for batch in got.values for v in batch] == sent[: sum(map(len, got.values))]
 
 
 async def test_a_full_batch_goes_at_once_and_holds_at_most_max_events() -> None:
-    """With a window of a minute, full batches of 3 come within seconds; the 7th event waits.
+    """Seven events delivered at once, batches of at most 3: 3, 3, then the one left.
 
-    Faust's take_events holds at most `max_` events too; more wait for room.
+    With a window of a minute, all come within seconds: a full batch does not
+    wait, nor does the last once nothing more is delivered. Faust's
+    take_events holds at most `max_` events too; more wait for room.
     """
     agent, got = batching_app(max_events=3, within=60.0)
     async with running(agent) as sink:
-        for value in range(7):
-            await sink.put(value)
-        await got.until(2)
+        await deliver(sink, *range(7))
+        await got.until(3)
         await asyncio.sleep(0.2)
-        assert got.values == [[0, 1, 2], [3, 4, 5]]
+        assert got.values == [[0, 1, 2], [3, 4, 5], [6]]
 
 
 async def test_a_batch_is_acked_when_the_agent_asks_for_the_next() -> None:
     """At-least-once: a batch's events are acked once handled, not when handed over."""
     agent, got = batching_app(max_events=2, within=0.01)
     async with running(agent) as sink:
-        for value in range(4):
-            await sink.put(value)
+        await deliver(sink, *range(4))
         await got.until(2)
         first_acked_by_then = [event.message.acked for event in got.batches[0].events]
     assert [batch.acked for batch in got.batches] == [[False, False], [False, False]]
@@ -205,7 +247,7 @@ async def test_an_idle_agent_is_not_woken() -> None:
     agent, got = batching_app(max_events=100, within=0.002, seen=count_waits)
     async with running(agent) as sink:
         await asyncio.sleep(0.1)
-        await sink.put(1)
+        await deliver(sink, 1)
         await got.until(1)
         await asyncio.sleep(0.1)
     assert got.values == [[1]]
