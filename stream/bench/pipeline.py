@@ -30,7 +30,7 @@ from /metrics every 250 ms once every add has its suggestion, so the polling
 does not slow the bulk of the run). A workload loaded before the pipeline
 started would flatter it: its cart adds ran ahead of the orders that build
 the co-occurrence index and met an emptier index, with fewer offers and
-triggers to send (README, "Performance").
+triggers to send (stream/bench/README.md, "The bench's change at 4e04dc3").
 
 CPU per event: the processor processes' user + system CPU time (/proc, in
 10 ms clock ticks) over the same span, divided by the events timed: what
