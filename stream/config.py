@@ -142,9 +142,12 @@ class Settings:
     # How often table writes' changelog records (the last per key) are sent;
     # also before every offset commit (stream/changelog.py).
     changelog_interval_ms: int = 200
-    # How long an event waits for others to join its agent's batch
-    # (stream/batches.py): CPU an event against latency.
+    # How long a batch stays open for more events while more keep coming
+    # (stream/batches.py): CPU an event against latency under load.
     batch_wait_ms: int = 2
+    # How long the producer holds a partition's records for more to join
+    # them in one request (0: sent as soon as no request is in flight).
+    producer_linger_ms: int = 5
     topics: Topics = field(default_factory=Topics)
     security: Security = field(default_factory=Security)
 
@@ -221,6 +224,9 @@ class Settings:
                 defaults.changelog_interval_ms,
             ),
             batch_wait_ms=_get(env, "STREAM_BATCH_WAIT_MS", _positive_int, defaults.batch_wait_ms),
+            producer_linger_ms=_get(
+                env, "STREAM_PRODUCER_LINGER_MS", _non_negative_int, defaults.producer_linger_ms
+            ),
             topics=Topics(
                 **{
                     name: _get(env, var, _nonempty, getattr(defaults.topics, name))
@@ -278,6 +284,7 @@ _KNOWN = frozenset(
         "STREAM_FETCH_MAX_WAIT_MS",
         "STREAM_CHANGELOG_INTERVAL_MS",
         "STREAM_BATCH_WAIT_MS",
+        "STREAM_PRODUCER_LINGER_MS",
         "STREAM_SECURITY_PROTOCOL",
         "STREAM_SASL_MECHANISM",
         "STREAM_SASL_USERNAME",
@@ -308,6 +315,13 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value < 1:
         raise ValueError("must be an integer >= 1")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be an integer >= 0")
     return value
 
 

@@ -87,10 +87,11 @@ def client_security(security: Security) -> dict[str, Any]:
 def faust_client_options(settings: Settings) -> dict[str, Any]:
     """`faust.App` options for the broker and its clients: the workers' and the bench's baselines'.
 
-    Broker timeouts for quick rebalances, a 5 ms producer linger, 256 KiB
-    batches, `KeyPartitioner`; no autodiscovery. Faust reads its own env
-    names (BROKER_URL, WEB_PORT, ...) over these arguments; an empty env makes
-    STREAM_* the only settings that count.
+    Broker timeouts for quick rebalances, the producer's linger
+    (STREAM_PRODUCER_LINGER_MS), 256 KiB batches, `KeyPartitioner`; no
+    autodiscovery. Faust reads its own env names (BROKER_URL, WEB_PORT, ...)
+    over these arguments; an empty env makes STREAM_* the only settings that
+    count.
     """
     return {
         "env": {},
@@ -102,7 +103,7 @@ def faust_client_options(settings: Settings) -> dict[str, Any]:
         "broker_session_timeout": 10.0,
         "broker_rebalance_timeout": 10.0,
         "broker_heartbeat_interval": 1.0,
-        "producer_linger": 0.005,
+        "producer_linger": settings.producer_linger_ms / 1000,
         "producer_max_batch_size": 256 * 1024,
         "producer_partitioner": KeyPartitioner(),
         "autodiscover": False,

@@ -32,7 +32,9 @@ async def relay(settings: Settings, out: str) -> None:
         **security,
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, **security
+        bootstrap_servers=settings.bootstrap_servers,
+        linger_ms=settings.producer_linger_ms,
+        **security,
     )
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
