@@ -11,10 +11,11 @@ advances a few minutes per event from `start`.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from stream.domain.cooccurrence import basket_items
 from stream.domain.events import format_ts, parse_ts
 
 # need -> (core items, accessories), each (sku, unit price, category)
@@ -177,3 +178,15 @@ class DemoFeed:
         """Endless cart sessions."""
         while True:
             yield from self.session()
+
+
+def basket_records(events: Iterable[DemoEvent]) -> int:
+    """The item-basket records the worker's count_pairs agent gets for `events`' orders.
+
+    An order is fanned out by item, one record per distinct SKU.
+    """
+    return sum(
+        len(basket_items(line["sku"] for line in e.value["items"]))
+        for e in events
+        if e.value["type"] == "order_completed"
+    )

@@ -24,7 +24,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.broker import EmbeddedBroker, ensure_topics
 from stream.config import Settings
-from stream.demo import PLANS, DemoEvent, DemoFeed
+from stream.demo import PLANS, DemoEvent, DemoFeed, basket_records
+from stream.health import processed_by_agent
 from stream.kafka import client_security
 
 
@@ -171,17 +172,49 @@ async def play_feed(settings: Settings, bootstrap: list[str], args: argparse.Nam
         )
 
     try:
-        for event in feed.history(args.history):
+        history = list(feed.history(args.history))
+        for event in history:
             await send(event)
         for event in feed.subscriptions():
             await send(event)
         await producer.flush()
-        say(f"demo feed: {args.history} past orders sent; live cart sessions follow")
+        say(f"demo feed: {args.history} past orders sent; the worker learns them ...")
+        if await history_learnt(settings.web_port, args.history, basket_records(history)):
+            say("demo feed: history learnt; live cart sessions follow")
+        else:
+            say(f"demo feed: history not learnt in {LEARN_TIMEOUT_S:.0f} s; live sessions follow")
         for event in feed.live():
             await send(event)
             await asyncio.sleep(1.0 / args.rate)
     finally:
         await producer.stop()
+
+
+LEARN_TIMEOUT_S = 120.0
+# After the last basket is counted, the total N reaches the item rows by a 1 s timer, and
+# the rows their `item-neighbors` records by 0.2 s and 1 s timers, which the index reads.
+NEIGHBORS_SETTLE_S = 3.0
+
+
+async def history_learnt(web_port: int, orders: int, basket_records: int) -> bool:
+    """Wait until the worker has counted the history's orders and their baskets.
+
+    Live cart adds that came sooner would meet an index that has learnt
+    nothing yet and be answered with nothing. The rows and their neighbours
+    then reach the worker's index by timers (NEIGHBORS_SETTLE_S).
+    False if that does not happen within LEARN_TIMEOUT_S (a slow machine:
+    the feed goes on).
+    """
+    deadline = asyncio.get_running_loop().time() + LEARN_TIMEOUT_S
+    wanted = {"track_orders": orders, "count_pairs": basket_records}
+    while asyncio.get_running_loop().time() < deadline:
+        with contextlib.suppress(OSError):  # its web server not up yet
+            processed = await processed_by_agent(web_port)
+            if all(processed[agent] >= count for agent, count in wanted.items()):
+                await asyncio.sleep(NEIGHBORS_SETTLE_S)
+                return True
+        await asyncio.sleep(0.25)
+    return False
 
 
 async def show_outputs(settings: Settings, bootstrap: list[str], *, from_start: bool) -> None:

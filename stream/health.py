@@ -22,6 +22,10 @@ partition of its agents' topics, end offset - committed offset, into
 move only when a record arrives and are cleared at every rebalance, so a
 stalled consumer would show no lag), and logs each readiness change.
 
+Tools that drive a worker (the bench, `python -m stream dev`) read these pages
+with `read_page`, and how many records each agent has processed with
+`processed_by_agent` (its `stream_processing_seconds` counts on `/metrics`).
+
 Logs: `logging_config()` makes every log line of the worker one JSON object
 (`ts`, `level`, `logger`, `message`, any `extra={...}` fields, `exc_info`),
 standard library and orjson only. The Kafka client's warnings and errors pass
@@ -31,6 +35,8 @@ unreachable aiokafka logs each retry, about 200 lines a second.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import gc
 import logging
 import time
@@ -44,6 +50,7 @@ import orjson
 from aiokafka.errors import KafkaError
 from faust.exceptions import ConsumerNotStarted
 from prometheus_client import Gauge
+from prometheus_client.parser import text_string_to_metric_families
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,26 @@ LAG_INTERVAL_S = 5.0
 REPEAT_WINDOW_S = 10.0
 
 P = TypeVar("P")
+
+
+async def read_page(port: int, path: str) -> str:
+    """The body of `GET path` from the worker serving on this machine's `port`."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+    await writer.drain()
+    body = await reader.read()
+    writer.close()
+    return body.decode(errors="replace").split("\r\n\r\n", 1)[-1]
+
+
+async def processed_by_agent(port: int) -> collections.Counter[str]:
+    """Records each agent of the worker on `port` has processed (`stream_processing_seconds`)."""
+    processed: collections.Counter[str] = collections.Counter()
+    for family in text_string_to_metric_families(await read_page(port, "/metrics")):
+        for sample in family.samples:
+            if sample.name == "stream_processing_seconds_count":
+                processed[sample.labels["agent"]] += int(sample.value)
+    return processed
 
 
 @dataclass(frozen=True, slots=True)

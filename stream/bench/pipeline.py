@@ -70,14 +70,12 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from prometheus_client.parser import text_string_to_metric_families
 
 from stream.broker import EmbeddedBroker, ensure_topics, free_port
 from stream.config import _TOPIC_VARS, Settings, Topics
-from stream.demo import DemoEvent, DemoFeed
-from stream.domain.cooccurrence import basket_items
+from stream.demo import DemoEvent, DemoFeed, basket_records
 from stream.domain.events import format_ts, parse_ts
-from stream.health import READY_PATH
+from stream.health import READY_PATH, processed_by_agent, read_page
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("passthrough", "relay", "pipeline", "batched")
@@ -134,19 +132,13 @@ class Workload:
     @property
     def baskets_fanned_out(self) -> int:
         """Records count_pairs processes: one per distinct SKU of each order."""
-        return _fanned_out(self.events)
+        return basket_records(self.events)
 
     @property
     def history_fanned_out(self) -> int:
-        return _fanned_out(self.history)
+        return basket_records(self.history)
 
 
-def _fanned_out(events: tuple[DemoEvent, ...]) -> int:
-    return sum(
-        len(basket_items(tuple(line["sku"] for line in e.value["items"])))
-        for e in events
-        if e.value["type"] == "order_completed"
-    )
 
 
 def live_adds(count: int, seed: int, after: str, rate: int) -> Iterator[DemoEvent]:
@@ -304,7 +296,7 @@ class Installation:
         each = []
         for port in self.ports:
             try:
-                status = orjson.loads(await _get(port, READY_PATH))
+                status = orjson.loads(await read_page(port, READY_PATH))
             except (OSError, orjson.JSONDecodeError):
                 return None
             if not status.get("ready"):
@@ -323,21 +315,8 @@ class Installation:
         total: collections.Counter[str] = collections.Counter()
         for port in self.ports:
             with contextlib.suppress(OSError):
-                page = await _get(port, "/metrics")
-                for family in text_string_to_metric_families(page):
-                    for sample in family.samples:
-                        if sample.name == "stream_processing_seconds_count":
-                            total[sample.labels["agent"]] += int(sample.value)
+                total += await processed_by_agent(port)
         return total
-
-
-async def _get(port: int, path: str) -> str:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
-    await writer.drain()
-    body = await reader.read()
-    writer.close()
-    return body.decode(errors="replace").split("\r\n\r\n", 1)[-1]
 
 
 async def produce(

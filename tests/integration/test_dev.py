@@ -41,7 +41,12 @@ def pid_alive(pid: int) -> bool:
 
 
 def test_dev_shows_suggestions_and_triggers_then_leaves_nothing_running(tmp_path: Path) -> None:
-    """`python -m stream dev` prints suggestions and triggers within 2 min; Ctrl-C ends all."""
+    """`python -m stream dev` prints suggestions and triggers within 2 min; Ctrl-C ends all.
+
+    The live sessions start once the worker has learnt the demo's history, so
+    the first suggestions a new user sees carry items (before, the first
+    ~50 met an index that had learnt nothing: "(nothing qualifies)").
+    """
     process = subprocess.Popen(
         [sys.executable, "-m", "stream", "dev", "--rate", "20"],
         cwd=ROOT,
@@ -52,10 +57,12 @@ def test_dev_shows_suggestions_and_triggers_then_leaves_nothing_running(tmp_path
     )
     assert process.stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     suggestions = triggers = 0
+    learnt = False
+    live: list[str] = []  # the suggestions after the feed said its history was learnt
     try:
-        while time.monotonic() < deadline and (suggestions < 5 or triggers < 5):
+        while time.monotonic() < deadline and (suggestions < 5 or triggers < 5 or len(live) < 5):
             line = process.stdout.readline()
             if not line:
                 break
@@ -64,6 +71,9 @@ def test_dev_shows_suggestions_and_triggers_then_leaves_nothing_running(tmp_path
                 suggestions += 1
             if " trigger " in line and " -> " in line:
                 triggers += 1
+            learnt = learnt or "history learnt" in line
+            if learnt and " suggestion " in line:
+                live.append(line)
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
@@ -71,6 +81,7 @@ def test_dev_shows_suggestions_and_triggers_then_leaves_nothing_running(tmp_path
     output = "\n".join(lines)
     assert suggestions >= 5, output
     assert triggers >= 5, output
+    assert len(live) >= 5 and not [line for line in live[:5] if "nothing qualifies" in line], output
     assert process.returncode == 0, output
 
     broker_port = int(re.search(r"embedded broker on 127\.0\.0\.1:(\d+)", output).group(1))  # type: ignore[union-attr]
