@@ -208,7 +208,7 @@ async def history_learnt(web_port: int, orders: int, basket_records: int) -> boo
     deadline = asyncio.get_running_loop().time() + LEARN_TIMEOUT_S
     wanted = {"track_orders": orders, "count_pairs": basket_records}
     while asyncio.get_running_loop().time() < deadline:
-        with contextlib.suppress(OSError):  # its web server not up yet
+        with contextlib.suppress(OSError, ValueError):  # its web server not up (or not yet)
             processed = await processed_by_agent(web_port)
             if all(processed[agent] >= count for agent, count in wanted.items()):
                 await asyncio.sleep(NEIGHBORS_SETTLE_S)
