@@ -139,8 +139,6 @@ class Workload:
         return basket_records(self.history)
 
 
-
-
 def live_adds(count: int, seed: int, after: str, rate: int) -> Iterator[DemoEvent]:
     """`count` item_added events of new sessions (the latency phase's probes).
 

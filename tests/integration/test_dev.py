@@ -41,7 +41,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def test_dev_shows_suggestions_and_triggers_then_leaves_nothing_running(tmp_path: Path) -> None:
-    """`python -m stream dev` prints suggestions and triggers within 2 min; Ctrl-C ends all.
+    """`python -m stream dev` prints suggestions and triggers within 3 min; Ctrl-C ends all.
 
     The live sessions start once the worker has learnt the demo's history, so
     the first suggestions a new user sees carry items (before, the first
