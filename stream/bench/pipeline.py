@@ -502,7 +502,10 @@ async def drain_pipeline(
 
     await until(installation.settled, installation, 300, "a settled group", poll=0.1)
     await until(lambda: processed_all(learnt), installation, 300, "the history learnt")
-    # The rows' neighbours reach the index by a timer (STREAM_CHANGELOG_INTERVAL_MS).
+    # A pause for the rows' neighbours to reach the index (0.6 s at the default changelog
+    # interval). Less than N and the rows can take to get there after the last basket (up to
+    # 3 s: stream/dev.py's NEIGHBORS_SETTLE_S), so the workload's first adds may meet a
+    # partly learnt index; kept so that the figures stay comparable across runs.
     await asyncio.sleep(3 * installation.settings.changelog_interval_ms / 1000)
     await produce(installation.broker.bootstrap, installation.settings, workload.events)
     started, cpu_at_start = time.perf_counter(), installation.cpu_seconds()
