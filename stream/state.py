@@ -93,17 +93,21 @@ class Compressed:
     are compressed with no dictionary; at each of TRAIN_AT records compressed
     (a customer's record counts each time it is held again: as it leaves the
     ones in use, as recovery reads it), a dictionary is trained on the
-    latest ones (15-70 ms, once per count) and
-    used from then on, so the later ones share what the shop's catalog has
-    in common. The dictionaries are the worker's own, in memory only: a held
+    latest ones (up to SAMPLES: a few ms to 70 ms, once per count) and used
+    from then on, so the later ones share what the shop's catalog has in
+    common. The counts grow fourfold from 32, so that in a worker of any
+    size few records are held with no dictionary or one trained on few
+    records. The dictionaries are the worker's own, in memory only: a held
     value starts with the number of the dictionary it was compressed with
-    (0: none), and changelog records are never compressed (`record`).
+    (0: none), and changelog records are never compressed (`record`). Only
+    the latest dictionary compresses, so only its compressor is kept; each
+    dictionary's decompressor is.
 
     Records start with `[` (orjson arrays), which no held value does: both
     kinds of bytes read back (`record`).
     """
 
-    TRAIN_AT = (256, 4096)  # records compressed, at which a new dictionary is trained
+    TRAIN_AT = (32, 128, 512, 2048, 8192)  # records compressed, at which a dictionary is trained
     SAMPLES = 1024  # the records before each of those counts, to train on
     DICT_BYTES = 4096  # 2-16 KiB measured alike on the bench's records; 4 KiB is in cache
 
@@ -112,29 +116,30 @@ class Compressed:
             3, format=zstandard.FORMAT_ZSTD1_MAGICLESS, write_checksum=False, write_dict_id=False
         )
         self._params = params
-        self._compressors = [zstandard.ZstdCompressor(compression_params=params)]
+        self._compressor = zstandard.ZstdCompressor(compression_params=params)
         self._decompressors = [zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS)]
         self._held = 0
         self._train_at = iter(self.TRAIN_AT)
         self._next_training: int | None = next(self._train_at)
-        # the records to train on: held only in the SAMPLES records before a training
-        self._samples: list[bytes | bytearray | memoryview] = []
+        # the values held to train on, in the SAMPLES records before a training: the
+        # store holds them too, so they cost a reference each (read back to train)
+        self._samples: list[bytes] = []
 
     @property
     def dictionaries(self) -> int:
         """The dictionaries trained so far."""
-        return len(self._compressors) - 1
+        return len(self._decompressors) - 1
 
     def hold(self, record: bytes) -> bytes:
         """`record` compressed with the latest dictionary, behind that dictionary's number."""
         if self._next_training is not None:
             self._held += 1
-            if self._held > self._next_training - self.SAMPLES:
-                self._samples.append(record)
             if self._held == self._next_training:
-                self._train()
-        latest = len(self._compressors) - 1
-        return bytes((latest,)) + self._compressors[latest].compress(record)
+                self._train(record)
+        held = bytes((self.dictionaries,)) + self._compressor.compress(record)
+        if self._next_training is not None and self._held > self._next_training - self.SAMPLES:
+            self._samples.append(held)
+        return held
 
     def record(self, held: bytes) -> bytes:
         """The record `held` holds (a record itself, uncompressed, is handed back as it is)."""
@@ -142,12 +147,17 @@ class Compressed:
             return held
         return self._decompressors[held[0]].decompress(memoryview(held)[1:])
 
-    def _train(self) -> None:
-        trained = zstandard.train_dictionary(self.DICT_BYTES, self._samples)
+    def _train(self, latest: bytes) -> None:
+        """A dictionary trained on the samples held and the `latest` record, used from now on."""
+        samples: list[bytes | bytearray | memoryview] = [*map(self.record, self._samples), latest]
         self._samples = []
         self._next_training = next(self._train_at, None)
-        self._compressors.append(
-            zstandard.ZstdCompressor(dict_data=trained, compression_params=self._params)
+        try:
+            trained = zstandard.train_dictionary(self.DICT_BYTES, samples)
+        except zstandard.ZstdError:  # too few samples to train on: the latest goes on
+            return
+        self._compressor = zstandard.ZstdCompressor(
+            dict_data=trained, compression_params=self._params
         )
         self._decompressors.append(
             zstandard.ZstdDecompressor(dict_data=trained, format=zstandard.FORMAT_ZSTD1_MAGICLESS)

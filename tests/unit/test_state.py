@@ -395,16 +395,32 @@ def test_compressed_records_come_back_whole_before_and_after_each_dictionary() -
 
 
 def test_compressed_keeps_records_to_train_on_only_before_a_training() -> None:
-    """Between trainings, and after the last, it keeps no records of its own."""
+    """It keeps values to train on only before a training, and holds them compressed."""
     compressed = SmallCompressed()
     records = carts_of(130)
     sampled = []
     for record in records:
         compressed.hold(record)
         sampled.append(len(compressed._samples))
+        assert not any(sample.startswith(b"[") for sample in compressed._samples)
     # the 30 records up to the 40th (then trained), none until the 90th, 30 up to the 120th
     expected = [0] * 10 + [*range(1, 30), 0] + [0] * 50 + [*range(1, 30), 0] + [0] * 10
     assert sampled == expected
+
+
+def test_compressed_goes_on_with_its_latest_dictionary_when_one_cannot_be_trained() -> None:
+    """Too few records to train on (zstd refuses) leaves the latest dictionary in use."""
+
+    class Untrainable(Compressed):
+        TRAIN_AT = (3, 40)  # at 3, 3 records to train on: zstd wants about 8 or more
+        SAMPLES = 30
+
+    compressed = Untrainable()
+    records = carts_of(60)
+    held = [compressed.hold(record) for record in records]
+    assert compressed.dictionaries == 1  # the one trained at 40
+    assert [h[0] for h in held] == [0] * 39 + [1] * 21
+    assert [compressed.record(h) for h in held] == records
 
 
 def test_a_record_uncompressed_reads_back_as_it_is() -> None:
