@@ -112,10 +112,13 @@ def record_shown(
 ) -> dict[str, tuple[int, float]]:
     """Count one more showing of each item; a cooldown window that has passed starts anew.
 
-    Keeps the MAX_SHOWN_KEPT most recently shown items.
+    Keeps the MAX_SHOWN_KEPT most recently shown items, and of those only the
+    ones whose window is still open at `at`: an item whose window has passed
+    is held back no more and starts anew when shown again, as one never shown
+    (a cart's record is the shorter for it, and so is what a worker holds).
     """
     window = rules.cooldown_hours * 3600.0
-    updated = dict(shown)
+    updated = {sku: entry for sku, entry in shown.items() if at - entry[1] < window}
     for item in items:
         times, since = updated.pop(item.sku, (0, at))
         updated[item.sku] = (times + 1, since) if at - since < window else (1, at)

@@ -562,6 +562,21 @@ def test_record_shown_keeps_the_most_recently_shown() -> None:
     assert list(got)[-2:] == ["s000", "new"]
 
 
+def test_record_shown_drops_items_whose_window_has_passed() -> None:
+    """An item whose cooldown window has passed is forgotten: shown again, it starts anew."""
+    shown = {
+        "old": (3, T0 - 30 * HOUR),  # window passed 6 hours ago
+        "edge": (1, T0 - 24 * HOUR),  # passes at T0 exactly
+        "open": (3, T0 - 23 * HOUR),  # still held back
+        "later": (1, T0 + HOUR),  # shown after `at` (events out of order): kept
+    }
+    got = record_shown(shown, [shown_item("new")], T0, RULES)
+    assert got == {"open": (3, T0 - 23 * HOUR), "later": (1, T0 + HOUR), "new": (1, T0)}
+    assert held_back(got, T0, RULES) == held_back(shown, T0, RULES) == {"open"}
+    again = record_shown(shown, [shown_item("old")], T0, RULES)
+    assert again["old"] == (1, T0)  # as if never shown
+
+
 def test_suggested_item_to_json_rounds_the_score() -> None:
     """to_json rounds the score to 6 places and keeps the evidence as is."""
     item = SuggestedItem("c", 2 / 3, 10, 0.1, 0.5, 1.25, "a", "co_purchase")
