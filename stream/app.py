@@ -838,7 +838,8 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
         encode(suggestion_record(change, cart.cart_id, items, variant, emitted_at)),
     )
     metrics.suggestions_emitted.inc()
-    contact = record_exposure(contact_states.get(cid), (i.sku for i in would_show), change.ts)
+    shown = (i.sku for i in would_show)
+    contact = record_exposure(contact_states.get(cid), shown, change.ts, contact_rules)
     offers = marketing_offers(would_show, new_customer=not owned)
     if offers:
         summary = value_summary(cid, customer, change.ts)
@@ -872,7 +873,7 @@ async def send_trigger(
         return None
     await publish(triggers_topic, cid.encode(), encode({**trigger, "offers": fresh}))
     labelled(metrics.triggers_emitted, kind).inc()
-    return record_trigger(contact, fresh, at)
+    return record_trigger(contact, fresh, at, contact_rules)
 
 
 async def send_recorded_trigger(cid: str, trigger: dict[str, Any], variant: str, at: float) -> None:

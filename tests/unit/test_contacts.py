@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stream.domain import contacts
 from stream.domain.contacts import (
     EXPOSURES_PER_ITEM,
+    LATE_DAYS,
     MAX_REMEMBERED,
     ContactRules,
     ContactState,
     attribute,
+    forget_before,
     offer_key,
     record_exposure,
     record_trigger,
@@ -127,7 +131,7 @@ def test_restrain_daily_cap(
 
 def test_record_trigger_on_no_state() -> None:
     """The first trigger counts 1 for its UTC day, starts each offer's cooldown, exposes SKUs."""
-    assert record_trigger(None, [A, PRO], T0) == ContactState(
+    assert record_trigger(None, [A, PRO], T0, RULES) == ContactState(
         day=DAY,
         sent_on_day=1,
         offered={"sku:a": T0, "plan:pro": T0},
@@ -152,7 +156,7 @@ def test_record_trigger_counts_per_utc_day(
     state: ContactState, at: float, expected_day: int, expected_sent: int
 ) -> None:
     """sent_on_day counts the triggers of the UTC day of `at`; a new day starts at 1."""
-    recorded = record_trigger(state, [B], at)
+    recorded = record_trigger(state, [B], at, RULES)
     assert (recorded.day, recorded.sent_on_day) == (expected_day, expected_sent)
 
 
@@ -160,34 +164,34 @@ def test_an_earlier_day_trigger_does_not_lift_the_cap() -> None:
     """A capped day stays capped after a trigger dated on the day before is recorded."""
     capped = ContactState(day=DAY + 1, sent_on_day=3)  # 3 sent on 2026-11-24 (cap 3)
     assert restrain(capped, [B], T0, RULES) == ([B], None)  # 2026-11-23 is not counted
-    late = record_trigger(capped, [B], T0)
+    late = record_trigger(capped, [B], T0, RULES)
     assert restrain(late, [A], MIDNIGHT + HOUR, RULES) == ([A], "daily_cap")  # 2026-11-24
 
 
 def test_record_trigger_keeps_the_latest_offer_time() -> None:
     """offered keeps the later time per offer: an older trigger never rewinds a cooldown."""
     state = ContactState(day=DAY, sent_on_day=1, offered={"sku:a": T0 + 100, "sku:b": T0})
-    older = record_trigger(state, [A], T0 + 50)  # 50 < 100: a stays at T0 + 100
+    older = record_trigger(state, [A], T0 + 50, RULES)  # 50 < 100: a stays at T0 + 100
     assert older.offered == {"sku:a": T0 + 100, "sku:b": T0}
-    newer = record_trigger(state, [A, B], T0 + 200)  # both move to T0 + 200
+    newer = record_trigger(state, [A, B], T0 + 200, RULES)  # both move to T0 + 200
     assert newer.offered == {"sku:a": T0 + 200, "sku:b": T0 + 200}
 
 
 def test_record_trigger_adds_exposure_times() -> None:
     """Each offered SKU gets the trigger's time among its exposure times, ascending."""
     state = ContactState(day=DAY, sent_on_day=1, exposed={"a": (T0 + 100,)})
-    older = record_trigger(state, [A], T0 + 50)  # sorts before T0 + 100
+    older = record_trigger(state, [A], T0 + 50, RULES)  # sorts before T0 + 100
     assert older.exposed == {"a": (T0 + 50, T0 + 100)}
-    newer = record_trigger(state, [A, B], T0 + 200)
+    newer = record_trigger(state, [A, B], T0 + 200, RULES)
     assert newer.exposed == {"a": (T0 + 100, T0 + 200), "b": (T0 + 200,)}
-    same = record_trigger(state, [A], T0 + 100)  # a time already there is kept once
+    same = record_trigger(state, [A], T0 + 100, RULES)  # a time already there is kept once
     assert same.exposed == {"a": (T0 + 100,)}
 
 
 def test_record_trigger_without_offers_only_counts() -> None:
     """A trigger without offers counts for the day and leaves offered and exposed alone."""
     state = ContactState(day=DAY, sent_on_day=1, offered={"sku:a": T0}, exposed={"a": (T0,)})
-    assert record_trigger(state, [], T0 + HOUR) == ContactState(
+    assert record_trigger(state, [], T0 + HOUR, RULES) == ContactState(
         day=DAY, sent_on_day=2, offered={"sku:a": T0}, exposed={"a": (T0,)}
     )
 
@@ -195,7 +199,7 @@ def test_record_trigger_without_offers_only_counts() -> None:
 def test_record_trigger_leaves_the_given_state_alone() -> None:
     """record_trigger returns a new state; the old one's dicts are not changed."""
     state = ContactState(day=DAY, sent_on_day=1, offered={"sku:a": T0}, exposed={"a": (T0,)})
-    record_trigger(state, [A, B], T0 + HOUR)
+    record_trigger(state, [A, B], T0 + HOUR, RULES)
     assert state == ContactState(
         day=DAY, sent_on_day=1, offered={"sku:a": T0}, exposed={"a": (T0,)}
     )
@@ -214,7 +218,7 @@ def many_exposed() -> dict[str, tuple[float, ...]]:
 def record_trigger_once(offers: list[dict[str, Any]], at: float) -> ContactState:
     """A trigger sent at `at` on top of 200 remembered offers and exposures."""
     state = ContactState(day=DAY, offered=many_offered(), exposed=many_exposed())
-    return record_trigger(state, offers, at)
+    return record_trigger(state, offers, at, RULES)
 
 
 def test_record_trigger_remembers_the_most_recent() -> None:
@@ -239,18 +243,18 @@ def test_record_trigger_forgets_an_offer_older_than_all_remembered() -> None:
 
 def test_record_exposure() -> None:
     """record_exposure adds each shown SKU's time (ascending, once each); counts nothing."""
-    state = record_exposure(None, ["a", "b"], T0)
+    state = record_exposure(None, ["a", "b"], T0, RULES)
     assert state == ContactState(exposed={"a": (T0,), "b": (T0,)})
-    again = record_exposure(state, ["b", "c"], T0 + HOUR)  # b shown again, c is new
+    again = record_exposure(state, ["b", "c"], T0 + HOUR, RULES)  # b shown again, c is new
     assert again == ContactState(exposed={"a": (T0,), "b": (T0, T0 + HOUR), "c": (T0 + HOUR,)})
-    older = record_exposure(again, ["b"], T0 - HOUR)  # read late: sorted in first
+    older = record_exposure(again, ["b"], T0 - HOUR, RULES)  # read late: sorted in first
     assert older.exposed["b"] == (T0 - HOUR, T0, T0 + HOUR)
 
 
 def test_record_exposure_keeps_offers_and_the_day_count() -> None:
     """record_exposure leaves day, sent_on_day and offered as they were."""
     state = ContactState(day=DAY, sent_on_day=2, offered={"sku:a": T0}, exposed={"a": (T0,)})
-    assert record_exposure(state, ["b"], T0 + 1) == ContactState(
+    assert record_exposure(state, ["b"], T0 + 1, RULES) == ContactState(
         day=DAY, sent_on_day=2, offered={"sku:a": T0}, exposed={"a": (T0,), "b": (T0 + 1,)}
     )
 
@@ -260,16 +264,16 @@ def test_record_exposure_keeps_the_latest_times_of_a_sku() -> None:
     assert EXPOSURES_PER_ITEM == 8
     state = None
     for hour in range(9):  # shown at T0 + 0 h .. T0 + 8 h
-        state = record_exposure(state, ["a"], T0 + hour * HOUR)
+        state = record_exposure(state, ["a"], T0 + hour * HOUR, RULES)
     assert state is not None
     assert state.exposed["a"] == tuple(T0 + hour * HOUR for hour in range(1, 9))  # 1 h .. 8 h
-    late = record_exposure(state, ["a"], T0)  # older than all 8 kept: not kept either
+    late = record_exposure(state, ["a"], T0, RULES)  # older than all 8 kept: not kept either
     assert late.exposed == state.exposed
 
 
 def test_record_exposure_remembers_the_most_recent() -> None:
     """record_exposure is bounded by MAX_REMEMBERED SKUs too: the SKU shown longest ago goes."""
-    state = record_exposure(ContactState(exposed=many_exposed()), ["new"], T0 + 1_000)
+    state = record_exposure(ContactState(exposed=many_exposed()), ["new"], T0 + 1_000, RULES)
     assert len(state.exposed) == 200
     assert "s0" not in state.exposed
     assert state.exposed["new"] == (T0 + 1_000,)
@@ -279,7 +283,7 @@ def test_record_exposure_ranks_skus_by_their_latest_time() -> None:
     """At the bound, a SKU shown long ago but also recently is kept (its latest time counts)."""
     exposed = many_exposed()
     exposed["s0"] = (T0 - 5, T0 + 500)  # first shown before all others, last after them
-    state = record_exposure(ContactState(exposed=exposed), ["new"], T0 + 1_000)
+    state = record_exposure(ContactState(exposed=exposed), ["new"], T0 + 1_000, RULES)
     # Latest times: s0 T0 + 500, s1 T0 + 1 (now the oldest), ..., new T0 + 1_000.
     assert "s0" in state.exposed
     assert "s1" not in state.exposed
@@ -335,8 +339,8 @@ def test_attribute_any_exposure_time_counts(
 
 def test_attribute_does_not_depend_on_reading_order() -> None:
     """An order shown its SKU a day before counts even if a later showing was read first."""
-    shown = record_exposure(None, ["a"], T0)
-    shown_again = record_exposure(shown, ["a"], T0 + 2 * 86_400)  # read before the order
+    shown = record_exposure(None, ["a"], T0, RULES)
+    shown_again = record_exposure(shown, ["a"], T0 + 2 * 86_400, RULES)  # read before the order
     placed = order(T0 + 86_400, ("a", 1, "4.99"))  # shown 1 day before, within 7
     assert attribute(shown, placed, RULES) == Decimal("4.99")
     assert attribute(shown_again, placed, RULES) == Decimal("4.99")
@@ -360,7 +364,7 @@ def test_attribute_sums_the_matching_lines_exactly() -> None:
 
 def test_attribute_counts_what_a_trigger_offered() -> None:
     """A SKU offered by a sent trigger counts like one shown; a plan offer has no line."""
-    state = record_trigger(None, [A, PRO], T0)
+    state = record_trigger(None, [A, PRO], T0, RULES)
     placed = order(T0 + HOUR, ("a", 1, "4.99"), ("pro", 1, "19.99"))
     assert attribute(state, placed, RULES) == Decimal("4.99")
 
@@ -392,7 +396,7 @@ def test_attribute_window_follows_the_rules() -> None:
     [
         ContactState(),
         ContactState(day=DAY, sent_on_day=2, offered={"sku:a": T0, "plan:pro": T0 + 0.5}),
-        record_trigger(record_exposure(None, ["b", "c"], T0), [A, PRO], T0 + HOUR),
+        record_trigger(record_exposure(None, ["b", "c"], T0, RULES), [A, PRO], T0 + HOUR, RULES),
         ContactState(exposed={"a": (T0, T0 + 0.5, T0 + HOUR)}),
     ],
 )
@@ -447,13 +451,84 @@ def test_exposures_keep_the_latest_distinct_times_in_order(
     state = None
     seen: dict[str, set[float]] = {}
     for skus, at in shown:
-        state = record_exposure(state, skus, at)
+        state = record_exposure(state, skus, at, RULES)
         for sku in skus:
             seen.setdefault(sku, set()).add(at)
     exposed = state.exposed if state is not None else {}
     assert exposed == {
         sku: tuple(sorted(times)[-EXPOSURES_PER_ITEM:]) for sku, times in seen.items()
     }
+
+
+def test_writes_forget_what_can_no_longer_matter() -> None:
+    """Forgotten: offers older than the cooldown and LATE_DAYS, exposures than the window and it."""
+    day = 86_400.0
+    assert LATE_DAYS == 28.0
+    assert forget_before(T0, RULES) == (T0 - COOLDOWN - 28 * day, T0 - WINDOW - 28 * day)
+    state = ContactState(
+        day=DAY - 40,
+        sent_on_day=1,
+        offered={"sku:a": T0 - 31.5 * day, "sku:b": T0 - 30 * day, "plan:pro": T0 - 31 * day},
+        exposed={"a": (T0 - 40 * day, T0 - 35 * day, T0 - 34 * day), "b": (T0 - 50 * day,)},
+    )
+    kept_offers = {"sku:b": T0 - 30 * day, "plan:pro": T0 - 31 * day}  # 31 days: just kept
+    kept_exposures = {"a": (T0 - 35 * day, T0 - 34 * day)}  # 35 days: just kept
+    assert record_exposure(state, ["c"], T0, RULES) == ContactState(
+        day=DAY - 40,
+        sent_on_day=1,
+        offered=kept_offers,
+        exposed={**kept_exposures, "c": (T0,)},
+    )
+    assert record_trigger(state, [A], T0, RULES) == ContactState(
+        day=DAY,
+        sent_on_day=1,
+        offered={**kept_offers, "sku:a": T0},
+        exposed={**kept_exposures, "a": (T0 - 35 * day, T0 - 34 * day, T0)},
+    )
+    # longer windows keep more
+    longer = ContactRules(offer_cooldown_hours=24 * 10, attribution_days=30)
+    assert record_exposure(state, [], T0, longer).exposed == state.exposed
+    assert record_exposure(state, [], T0, longer).offered == state.offered
+
+
+@given(
+    writes=st.lists(
+        st.tuples(
+            st.booleans(),  # a trigger (offers), or an exposure
+            st.lists(st.sampled_from("abcd"), max_size=3),
+            st.integers(0, 60).map(float),  # days after T0, in any order
+        ),
+        max_size=30,
+    ),
+    behind=st.just(LATE_DAYS) | st.floats(0.0, LATE_DAYS),  # the edge most of all
+    order_skus=st.lists(st.sampled_from("abcde"), min_size=1, max_size=3, unique=True),
+)
+def test_a_topic_read_up_to_late_days_behind_finds_all_it_needs(
+    writes: list[tuple[bool, list[str], float]], behind: float, order_skus: list[str]
+) -> None:
+    """Read up to LATE_DAYS behind the latest write, restraint and attribution are as if
+    nothing had been forgotten (the same writes with nothing forgotten: LATE_DAYS huge)."""
+    day = 86_400.0
+
+    def replay() -> ContactState | None:
+        state = None
+        for trigger, skus, days in writes:
+            at = T0 + days * day
+            if trigger:
+                state = record_trigger(state, [{"sku": sku} for sku in skus], at, RULES)
+            else:
+                state = record_exposure(state, skus, at, RULES)
+        return state
+
+    forgetting = replay()
+    with mock.patch.object(contacts, "LATE_DAYS", 1e6):
+        remembering = replay()
+    latest = max((T0 + days * day for *_, days in writes), default=T0)
+    at = latest - behind * day
+    purchase = order(at, *((sku, 1, "5.00") for sku in order_skus))
+    assert attribute(forgetting, purchase, RULES) == attribute(remembering, purchase, RULES)
+    offers = [{"sku": sku} for sku in order_skus]
+    assert restrain(forgetting, offers, at, RULES) == restrain(remembering, offers, at, RULES)
 
 
 TIMES = st.floats(min_value=1.0, max_value=4e9, allow_nan=False)
