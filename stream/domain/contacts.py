@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from itertools import chain
+from operator import itemgetter
 from typing import Any, Final
 
 from stream.domain.events import SECONDS_PER_DAY, PurchaseEvent
@@ -147,7 +148,13 @@ def forget_before(at: float, rules: ContactRules) -> tuple[float, float]:
     )
 
 
+_first = itemgetter(0)
+
+
 def _recent_offers(offered: dict[str, float], since: float) -> dict[str, float]:
+    """`offered` without the offers before `since` (itself when there are none: a scan in C)."""
+    if not offered or min(offered.values()) >= since:
+        return offered
     return {key: t for key, t in offered.items() if t >= since}
 
 
@@ -155,12 +162,15 @@ def _expose(
     exposed: dict[str, tuple[float, ...]], skus: Iterable[str], at: float, since: float
 ) -> dict[str, tuple[float, ...]]:
     """`exposed` with `skus` shown at `at`, and without the times before `since`."""
-    updated = {}
-    for sku, times in exposed.items():  # each ascending: most are kept whole or dropped whole
-        if times[0] >= since:
-            updated[sku] = times
-        elif times[-1] >= since:
-            updated[sku] = tuple(t for t in times if t >= since)
+    if not exposed or min(map(_first, exposed.values())) >= since:  # mostly: nothing to forget
+        updated = dict(exposed)
+    else:
+        updated = {}
+        for sku, times in exposed.items():  # each ascending: most kept or dropped whole
+            if times[0] >= since:
+                updated[sku] = times
+            elif times[-1] >= since:
+                updated[sku] = tuple(t for t in times if t >= since)
     for sku in skus:
         times = updated.get(sku, ())
         if not times or at > times[-1]:  # in event-time order, as mostly: a new latest
@@ -192,7 +202,7 @@ def record_trigger(
         day, sent = current.day, current.sent_on_day
     offers = list(offers)
     offers_since, exposures_since = forget_before(at, rules)
-    offered = _recent_offers(current.offered, offers_since)
+    offered = dict(_recent_offers(current.offered, offers_since))
     for offer in offers:
         offered[offer_key(offer)] = max(at, offered.get(offer_key(offer), at))
     skus = [offer["sku"] for offer in offers if "sku" in offer]

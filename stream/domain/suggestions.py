@@ -33,6 +33,7 @@ import hashlib
 import uuid
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Final
 
 from stream.domain.cooccurrence import NeighborIndex, Number, confidence, lift, support
@@ -107,6 +108,9 @@ def held_back(shown: Shown, at: float, rules: SuggestionRules) -> set[str]:
     }
 
 
+_since = itemgetter(1)  # of a shown item's (times, window start)
+
+
 def record_shown(
     shown: Shown, items: Iterable[SuggestedItem], at: float, rules: SuggestionRules
 ) -> dict[str, tuple[int, float]]:
@@ -118,7 +122,10 @@ def record_shown(
     (a cart's record is the shorter for it, and so is what a worker holds).
     """
     window = rules.cooldown_hours * 3600.0
-    updated = {sku: entry for sku, entry in shown.items() if at - entry[1] < window}
+    if not shown or at - min(map(_since, shown.values())) < window:  # mostly: none has passed
+        updated = dict(shown)
+    else:
+        updated = {sku: entry for sku, entry in shown.items() if at - entry[1] < window}
     for item in items:
         times, since = updated.pop(item.sku, (0, at))
         updated[item.sku] = (times + 1, since) if at - since < window else (1, at)
