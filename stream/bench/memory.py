@@ -160,8 +160,8 @@ def recovered_bytes(tables: Sequence[TableRecords], interval: float) -> dict[str
     customer's id and the others share it), and so are the codecs'
     compression dictionaries (`stream.state.Compressed`, trained on the
     records as they are read). zstd's own allocations, its contexts and
-    dictionaries, are not on the Python heap and not counted: about 3.5 MB
-    a worker for the three tables (RSS, after both trainings), not per
+    dictionaries, are not on the Python heap and not counted: about 7 MB a
+    worker for the three tables (RSS, with five dictionaries each), not per
     customer.
     """
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
