@@ -11,6 +11,7 @@ advances a few minutes per event from `start`.
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -78,18 +79,30 @@ class DemoEvent:
 
 
 class DemoFeed:
-    """Generates the demo's events in event-time order."""
+    """Generates the demo's events in event-time order.
+
+    Event, order and cart ids are serial numbers (`evt-000042`), or with
+    `random_ids` random UUIDs, as many shops' are: the same events otherwise
+    (the ids come from a generator of their own).
+    """
 
     def __init__(
-        self, seed: int = 7, customers: int = 120, start: str = "2026-11-01T08:00:00Z"
+        self,
+        seed: int = 7,
+        customers: int = 120,
+        start: str = "2026-11-01T08:00:00Z",
+        random_ids: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
         self.customers = [f"cust-{i:04d}" for i in range(customers)]
         self.now = parse_ts(start)
         self._serial = 0
+        self._ids = random.Random(seed) if random_ids else None
 
     def _next_id(self, prefix: str) -> str:
         self._serial += 1
+        if self._ids is not None:
+            return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
         return f"{prefix}-{self._serial:06d}"
 
     def _tick(self) -> str:

@@ -74,6 +74,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="length of the latency phase (> 1: its first second is warm-up, not counted)",
     )
     parser.add_argument("--rate", type=int, default=1_000, help="adds/s in the latency phase")
+    parser.add_argument(
+        "--random-ids",
+        action="store_true",
+        help="handlers: the workload's event, order and cart ids as random UUIDs, as many "
+        "shops' are, not the demo's serial numbers",
+    )
     parser.add_argument("--pairs", type=int, default=250_000, help="memory: pairs to hold")
     parser.add_argument("--memory-customers", type=int, default=100_000)
     parser.add_argument("--capacity", type=int, default=100, help="neighbours kept per item")
@@ -158,6 +164,7 @@ def run_handlers(args: argparse.Namespace, progress: Callable[[str], None]) -> d
                     sys.executable,
                     *("-m", "stream.bench.handlers", f"--events={args.events}"),
                     *(f"--customers={args.customers}", f"--history={args.history}"),
+                    *(["--random-ids"] if args.random_ids else []),
                 ],
                 cwd=ROOT,
                 env=dict(env, STREAM_DATA_DIR=f"{data}/{run}"),

@@ -209,13 +209,19 @@ def customer_state() -> dict[str, Any]:
     return {"customers": len(customers), "bytes_per_customer": each | {"all": sum(each.values())}}
 
 
-async def measure(events: int, customers: int, history: int) -> dict[str, Any]:
-    """CPU an input event of the handlers on the bench workload, after learning its history."""
+async def measure(
+    events: int, customers: int, history: int, random_ids: bool = False
+) -> dict[str, Any]:
+    """CPU an input event of the handlers on the bench workload, after learning its history.
+
+    `random_ids`: the workload's event, order and cart ids are random UUIDs
+    (`DemoFeed`), not serial numbers: what they cost the state to hold.
+    """
     partitions = worker.settings.partitions
     producer = LocalProducer(partitions)
     worker.app.producer = cast(Any, producer)
     own_every_partition(partitions)
-    workload = Workload.generate(events, customers, history=history)
+    workload = Workload.generate(events, customers, history=history, random_ids=random_ids)
     gc.freeze()  # what is alive once started, as a worker does (stream.health.Worker)
     handlers = Handlers(producer)
     await handlers.run(inputs(workload.history, partitions))
@@ -244,8 +250,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--events", type=int, required=True)
     parser.add_argument("--customers", type=int, required=True)
     parser.add_argument("--history", type=int, required=True)
+    parser.add_argument("--random-ids", action="store_true", help="ids as random UUIDs")
     args = parser.parse_args(argv)
-    figures = asyncio.run(measure(args.events, args.customers, args.history))
+    figures = asyncio.run(measure(args.events, args.customers, args.history, args.random_ids))
     sys.stdout.buffer.write(orjson.dumps(figures))
     return 0
 

@@ -107,8 +107,10 @@ class Workload:
     history: tuple[DemoEvent, ...] = ()
 
     @classmethod
-    def generate(cls, count: int, customers: int, seed: int = 11, history: int = 0) -> Workload:
-        feed = DemoFeed(seed=seed, customers=customers)
+    def generate(
+        cls, count: int, customers: int, seed: int = 11, history: int = 0, random_ids: bool = False
+    ) -> Workload:
+        feed = DemoFeed(seed=seed, customers=customers, random_ids=random_ids)
         past = tuple(feed.history(history))
         made: list[DemoEvent] = []
         sessions = feed.live()

@@ -22,10 +22,13 @@ from stream.config import Topics
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("rescore_days", [7, 1])
-def test_the_handlers_do_the_pipelines_whole_work(tmp_path: Path, rescore_days: int) -> None:
+@pytest.mark.parametrize(("rescore_days", "random_ids"), [(7, False), (1, False), (7, True)])
+def test_the_handlers_do_the_pipelines_whole_work(
+    tmp_path: Path, rescore_days: int, random_ids: bool
+) -> None:
     """The workload's event time spans about three days: at the default of 7 no customer is
-    re-scored within it, at 1 the customers whose last order is a day old are."""
+    re-scored within it, at 1 the customers whose last order is a day old are. With
+    `--random-ids` the same work is done on the same events, their ids UUIDs."""
     events, customers, history = 1500, 60, 100
     env = environment_without_settings()
     env["STREAM_LTV_RESCORE_DAYS"] = str(rescore_days)
@@ -34,6 +37,7 @@ def test_the_handlers_do_the_pipelines_whole_work(tmp_path: Path, rescore_days: 
             sys.executable,
             *("-m", "stream.bench.handlers", f"--events={events}"),
             *(f"--customers={customers}", f"--history={history}"),
+            *(["--random-ids"] if random_ids else []),
         ],
         cwd=ROOT,
         env=dict(env, STREAM_PARTITIONS="4", STREAM_DATA_DIR=str(tmp_path)),
@@ -42,7 +46,7 @@ def test_the_handlers_do_the_pipelines_whole_work(tmp_path: Path, rescore_days: 
     )
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     figures = orjson.loads(done.stdout)
-    workload = Workload.generate(events, customers, history=history)
+    workload = Workload.generate(events, customers, history=history, random_ids=random_ids)
     topics = Topics()
     sent, calls = figures["records_sent"], figures["calls"]
 
