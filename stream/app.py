@@ -838,8 +838,8 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
         encode(suggestion_record(change, cart.cart_id, items, variant, emitted_at)),
     )
     metrics.suggestions_emitted.inc()
-    shown = (i.sku for i in would_show)
-    contact = record_exposure(contact_states.get(cid), shown, change.ts, contact_rules)
+    skus = (i.sku for i in would_show)
+    contact = record_exposure(contact_states.get(cid), skus, change.ts, contact_rules)
     offers = marketing_offers(would_show, new_customer=not owned)
     if offers:
         summary = value_summary(cid, customer, change.ts)
