@@ -196,7 +196,7 @@ LEARN_TIMEOUT_S = 120.0
 NEIGHBORS_SETTLE_S = 3.0
 
 
-async def history_learnt(web_port: int, orders: int, basket_records: int) -> bool:
+async def history_learnt(web_port: int, orders: int, baskets: int) -> bool:
     """Wait until the worker has counted the history's orders and their baskets.
 
     Live cart adds that came sooner would meet an index that has learnt
@@ -206,7 +206,7 @@ async def history_learnt(web_port: int, orders: int, basket_records: int) -> boo
     the feed goes on).
     """
     deadline = asyncio.get_running_loop().time() + LEARN_TIMEOUT_S
-    wanted = {"track_orders": orders, "count_pairs": basket_records}
+    wanted = {"track_orders": orders, "count_pairs": baskets}
     while asyncio.get_running_loop().time() < deadline:
         with contextlib.suppress(OSError, ValueError):  # its web server not up (or not yet)
             processed = await processed_by_agent(web_port)
