@@ -35,7 +35,6 @@ unreachable aiokafka logs each retry, about 200 lines a second.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import gc
 import logging
@@ -45,6 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import aiohttp
 import faust
 import orjson
 from aiokafka.errors import KafkaError
@@ -63,13 +63,18 @@ P = TypeVar("P")
 
 
 async def read_page(port: int, path: str) -> str:
-    """The body of `GET path` from the worker serving on this machine's `port`."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
-    await writer.drain()
-    body = await reader.read()
-    writer.close()
-    return body.decode(errors="replace").split("\r\n\r\n", 1)[-1]
+    """The body of `GET path` from the worker serving on this machine's `port`, whatever its status.
+
+    Raises OSError when the worker does not answer (not listening yet, gone).
+    """
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}{path}") as response,
+        ):
+            return await response.text(errors="replace")
+    except aiohttp.ClientError as exc:
+        raise OSError(f"GET {path} on port {port}: {exc!r}") from exc
 
 
 async def processed_by_agent(port: int) -> collections.Counter[str]:

@@ -33,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stream.broker import EmbeddedBroker, ensure_topics, free_port
 from stream.config import _TOPIC_VARS, Settings, Topics
+from stream.health import read_page
 
 ROOT = Path(__file__).resolve().parents[2]
 # The Kafka client id of the tests' own producers and consumers (a broker outage
@@ -77,12 +78,7 @@ class Worker:
 
     async def metrics(self) -> str:
         """The worker's /metrics page."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.web_port)
-        writer.write(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        await writer.drain()
-        body = await reader.read()
-        writer.close()
-        return body.decode().split("\r\n\r\n", 1)[1]
+        return await read_page(self.web_port, "/metrics")
 
 
 class FaustNamedAssignor(RoundRobinPartitionAssignor):
