@@ -10,8 +10,9 @@ the web port. Agents decode, call the domain, write their table and send:
 
 - `track_orders` (purchase-events, by customer): customer value, the
   `customer-ltv` record, a `post_purchase` trigger, and the order's basket
-  fanned out by SKU to the internal item-baskets topic;
-- `count_pairs` (item-baskets, by SKU): co-occurrence rows;
+  to the internal item-baskets topic, to the partition of each of its
+  items' rows (a batch's baskets a record a partition: `BasketRouter`);
+- `count_pairs` (item-baskets, by the SKU's partition): co-occurrence rows;
 - `suggest_cross_sell` (cart-events, by customer): the cart, one
   suggestion per `item_added`, a `cart_add` trigger (restraint applied);
 - `track_subscriptions` (subscription-events, by customer): subscriptions,
@@ -79,6 +80,7 @@ from stream.domain.contacts import (
 from stream.domain.cooccurrence import (
     Basket,
     BasketCount,
+    BasketRouter,
     Decay,
     ItemRow,
     NeighborIndex,
@@ -88,6 +90,7 @@ from stream.domain.cooccurrence import (
     count_basket,
     neighbors_record,
     newer,
+    routed_baskets,
     total_of,
 )
 from stream.domain.events import CartEvent, Event, PurchaseEvent, SubscriptionEvent, format_ts
@@ -124,7 +127,7 @@ from stream.domain.triggers import (
     renewal_trigger,
 )
 from stream.domain.variants import TREATMENT, assign_variant
-from stream.kafka import client_security, faust_client_options, tuned_transport
+from stream.kafka import KeyPartitioner, client_security, faust_client_options, tuned_transport
 from stream.metrics import FaustSensors, Metrics, labelled
 from stream.offsets import verify_end_offsets
 from stream.state import (
@@ -378,13 +381,19 @@ def kept_on_error(topic: str) -> ErrorHandler:
     return keep
 
 
-async def consume(stream: faust.StreamT[bytes], handle: Handler, topic: str) -> None:
+async def consume(
+    stream: faust.StreamT[bytes],
+    handle: Handler,
+    topic: str,
+    after_batch: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     """`handle` on every event of an agent's stream, taken in batches (STREAM_BATCH_WAIT_MS).
 
-    An event that `handle` raises on goes to dead-letters (`kept_on_error`).
+    An event that `handle` raises on goes to dead-letters (`kept_on_error`);
+    `after_batch` runs once each batch is handled, before its events are acked.
     """
     within = settings.batch_wait_ms / 1000
-    await handle_each(stream, handle, kept_on_error(topic), within=within)
+    await handle_each(stream, handle, kept_on_error(topic), within=within, after_batch=after_batch)
 
 
 def valid_only(
@@ -573,8 +582,8 @@ async def rescore_due(now: float, owned: Set[int], limit: int, share: float) -> 
 
 @app.agent(purchase_topic)
 async def track_orders(stream: faust.StreamT[bytes]) -> None:
-    """Customer value per order or refund; basket fan-out to the item rows."""
-    await consume(stream, handle_purchase, T.purchase)
+    """Customer value per order or refund; the batch's baskets to the item rows after it."""
+    await consume(stream, handle_purchase, T.purchase, after_batch=send_routed_baskets)
 
 
 async def _on_purchase_event(event: EventT[bytes], order: PurchaseEvent) -> None:
@@ -637,15 +646,38 @@ async def _emit_order_outputs(
     if counted is not known:
         await put(basket_counts, str(source), counted.to_json())
     items = basket_items(order.skus)
-    basket = encode(Basket(order.order_id, items, order.ts, source, offset).to_json())
-    for sku in items:
-        await publish(item_baskets_topic, sku.encode(), basket)
+    await route_basket(Basket(order.order_id, items, order.ts, source, offset))
     excluded = recently_bought(state.owned, order.ts, rules.rebuy_window_days)
     ranked = suggest_for_cart(items, excluded, index, rules, at=order.ts)
     offers = marketing_offers(ranked, new_customer=False)
     trigger = post_purchase_trigger(order, offers, summary, variant, now_ts())
     await send_recorded_trigger(cid, trigger, variant, order.ts)
     observe_latency(event)
+
+
+_item_partition, _item_partitions = KeyPartitioner(), range(settings.partitions)
+
+
+def item_partition(sku: str) -> int:
+    """The item-baskets partition of an item's row: where the producer puts records keyed by it."""
+    return _item_partition(sku.encode(), _item_partitions, _item_partitions)
+
+
+# The orders' baskets, gathered over track_orders' batch into a record an
+# item-baskets partition (sent by its after_batch, before the batch is acked).
+basket_router = BasketRouter(item_partition)
+
+
+async def route_basket(basket: Basket) -> None:
+    """Gather an order's basket for its items' rows; send the records that are full."""
+    for target, record in basket_router.add(basket):
+        await publish(item_baskets_topic, None, encode(record), target)
+
+
+async def send_routed_baskets() -> None:
+    """Send the baskets gathered since the last call: a record a partition."""
+    for target, record in basket_router.take():
+        await publish(item_baskets_topic, None, encode(record), target)
 
 
 _last_counts_sent: dict[str, Any] = {}
@@ -690,20 +722,16 @@ async def _on_basket_record(event: EventT[bytes]) -> None:
             if newer(told, BasketCount.from_json(known) if known else None):
                 await put(basket_totals, key, told.to_json())
         return
-    if not isinstance(event.key, bytes):
-        raise ValueError("a basket record without its item key")
-    sku = event.key.decode()
-    row, changed = apply_basket(
-        item_rows.get(sku),
-        sku,
-        Basket.from_json(data),
-        decay,
-        settings.neighbor_capacity,
-        partition=target,
-    )
-    if changed:
-        await put(item_rows, sku, row)
-        _changed_rows[sku] = None
+    routed = routed_baskets(data, event.key)
+    for basket, skus in routed:
+        metrics.basket_rows.inc(len(skus))
+        for sku in skus:
+            row, changed = apply_basket(
+                item_rows.get(sku), sku, basket, decay, settings.neighbor_capacity, target
+            )
+            if changed:
+                await put(item_rows, sku, row)
+                _changed_rows[sku] = None
     _pairs_timer.observe(time.perf_counter() - started)
 
 

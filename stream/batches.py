@@ -109,6 +109,7 @@ async def handle_each(
     *,
     within: float,
     max_events: int = BATCH_MAX,
+    after_batch: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run `handle` on every event of the stream, in order, taken in batches.
 
@@ -118,14 +119,21 @@ async def handle_each(
 
     An exception from `handle` goes to `on_error` with its event, and the
     next event is handled; cancellation (a stop) is not caught.
+    `after_batch`, if given, runs once a batch's events are handled (also
+    when the agent stops midway), before they are acked: what the handlers
+    gathered for the whole batch goes out then.
     """
     async for events in take_batches(stream, max_events, within):
-        for event in events:
-            set_current_event(event)
-            try:
-                await handle(event)
-            except Exception as exc:  # a bug, not bad input: keep the event, go on
-                await on_error(event, exc)
+        try:
+            for event in events:
+                set_current_event(event)
+                try:
+                    await handle(event)
+                except Exception as exc:  # a bug, not bad input: keep the event, go on
+                    await on_error(event, exc)
+        finally:
+            if after_batch is not None:
+                await after_batch()
 
 
 async def take_batches(

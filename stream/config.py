@@ -50,8 +50,8 @@ class Topics:
     customer_ltv: str = "customer-ltv"
     item_neighbors: str = "item-neighbors"
     dead_letters: str = "dead-letters"
-    # Internal: an order's basket fanned out by SKU, so pair counts are
-    # partitioned by item rather than by customer.
+    # Internal: orders' baskets routed to the partitions of their items'
+    # rows, so pair counts are partitioned by item rather than by customer.
     item_baskets: str = "cross-sell-item-baskets"
 
     @property

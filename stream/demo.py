@@ -193,10 +193,10 @@ class DemoFeed:
             yield from self.session()
 
 
-def basket_records(events: Iterable[DemoEvent]) -> int:
-    """The item-basket records the worker's count_pairs agent gets for `events`' orders.
+def basket_rows(events: Iterable[DemoEvent]) -> int:
+    """The (basket, item row) pairs the worker's count_pairs agent counts for `events`' orders.
 
-    An order is fanned out by item, one record per distinct SKU.
+    An order's basket is counted into the row of each of its distinct SKUs.
     """
     return sum(
         len(basket_items(line["sku"] for line in e.value["items"]))

@@ -24,8 +24,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.broker import EmbeddedBroker, ensure_topics
 from stream.config import Settings
-from stream.demo import PLANS, DemoEvent, DemoFeed, basket_records
-from stream.health import processed_by_agent
+from stream.demo import PLANS, DemoEvent, DemoFeed, basket_rows
+from stream.health import BASKET_ROWS, processed_by_agent
 from stream.kafka import client_security
 
 
@@ -179,7 +179,7 @@ async def play_feed(settings: Settings, bootstrap: list[str], args: argparse.Nam
             await send(event)
         await producer.flush()
         say(f"demo feed: {args.history} past orders sent; the worker learns them ...")
-        if await history_learnt(settings.web_port, args.history, basket_records(history)):
+        if await history_learnt(settings.web_port, args.history, basket_rows(history)):
             say("demo feed: history learnt; live cart sessions follow")
         else:
             say(f"demo feed: history not learnt in {LEARN_TIMEOUT_S:.0f} s; live sessions follow")
@@ -206,7 +206,7 @@ async def history_learnt(web_port: int, orders: int, baskets: int) -> bool:
     the feed goes on).
     """
     deadline = asyncio.get_running_loop().time() + LEARN_TIMEOUT_S
-    wanted = {"track_orders": orders, "count_pairs": baskets}
+    wanted = {"track_orders": orders, BASKET_ROWS: baskets}
     while asyncio.get_running_loop().time() < deadline:
         with contextlib.suppress(OSError, ValueError):  # its web server not up (or not yet)
             processed = await processed_by_agent(web_port)

@@ -77,13 +77,23 @@ async def read_page(port: int, path: str) -> str:
         raise OSError(f"GET {path} on port {port}: {exc!r}") from exc
 
 
+BASKET_ROWS = "basket_rows"  # processed_by_agent's count of stream_basket_rows_total
+
+
 async def processed_by_agent(port: int) -> collections.Counter[str]:
-    """Records each agent of the worker on `port` has processed (`stream_processing_seconds`)."""
+    """Records each agent of the worker on `port` has processed (`stream_processing_seconds`).
+
+    And, as BASKET_ROWS, the baskets its count_pairs agent has read for its
+    item rows (`stream_basket_rows_total`): an order of n distinct items
+    makes n, however many records carried them.
+    """
     processed: collections.Counter[str] = collections.Counter()
     for family in text_string_to_metric_families(await read_page(port, "/metrics")):
         for sample in family.samples:
             if sample.name == "stream_processing_seconds_count":
                 processed[sample.labels["agent"]] += int(sample.value)
+            elif sample.name == "stream_basket_rows_total":
+                processed[BASKET_ROWS] += int(sample.value)
     return processed
 
 

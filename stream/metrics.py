@@ -107,6 +107,7 @@ class Metrics(NamedTuple):
     customers_held: Gauge
     items_held: Gauge
     pairs_held: Gauge
+    basket_rows: Counter
     orders: Counter
     revenue: Counter
     conversions: Counter
@@ -169,6 +170,12 @@ class Metrics(NamedTuple):
             pairs_held=Gauge(
                 "stream_pairs_held",
                 "Item pairs (n_ij entries) held in this worker's co-occurrence rows.",
+                registry=registry,
+            ),
+            basket_rows=Counter(
+                "stream_basket_rows",
+                "Orders' baskets read by the item rows, one per distinct item of an order"
+                " (redeliveries included; none is counted into a row twice).",
                 registry=registry,
             ),
             orders=Counter(

@@ -190,7 +190,7 @@ def report(figures: dict[str, Any]) -> str:
         w = pipeline["workload"]
         lines += [
             f"Workload: {w['events']:,} events ({w['item_added']:,} item_added, "
-            f"{w['orders']:,} orders, {w['basket_records']:,} basket records), "
+            f"{w['orders']:,} orders, {w['basket_rows']:,} basket rows), "
             f"{w['customers']:,} customers, {w['partitions']} partitions; the pipeline "
             f"learnt {w['history_orders']:,} earlier orders first; "
             f"medians of {pipeline['runs']} runs.",

@@ -27,7 +27,7 @@ tables, as each late one joins), learn the history, and only then does the
 workload go in, in order, as fast as the broker takes it; the clock starts
 once it is all in (the events handled meanwhile are not counted) and stops
 when the agents have processed every item_added, every order and every
-basket record fanned out to the item rows (the workers' own counters, read
+order's basket for each of its items' rows (the workers' own counters, read
 from /metrics every 250 ms once every add has its suggestion, so the polling
 does not slow the bulk of the run). A workload loaded before the pipeline
 started would flatter it: its cart adds ran ahead of the orders that build
@@ -73,9 +73,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream.broker import EmbeddedBroker, ensure_topics, free_port
 from stream.config import _TOPIC_VARS, Settings, Topics
-from stream.demo import DemoEvent, DemoFeed, basket_records
+from stream.demo import DemoEvent, DemoFeed, basket_rows
 from stream.domain.events import format_ts, parse_ts
-from stream.health import READY_PATH, processed_by_agent, read_page
+from stream.health import BASKET_ROWS, READY_PATH, processed_by_agent, read_page
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("passthrough", "relay", "pipeline", "batched")
@@ -132,13 +132,13 @@ class Workload:
         return sum(1 for e in self.events if e.value["type"] == "order_completed")
 
     @property
-    def baskets_fanned_out(self) -> int:
-        """Records count_pairs processes: one per distinct SKU of each order."""
-        return basket_records(self.events)
+    def basket_rows_out(self) -> int:
+        """The (basket, row) pairs count_pairs counts: one per distinct SKU of each order."""
+        return basket_rows(self.events)
 
     @property
-    def history_fanned_out(self) -> int:
-        return basket_records(self.history)
+    def history_basket_rows(self) -> int:
+        return basket_rows(self.history)
 
 
 def live_adds(count: int, seed: int, after: str, rate: int) -> Iterator[DemoEvent]:
@@ -487,11 +487,11 @@ async def drain_pipeline(
     went in are not counted.
     """
     history, adds = len(workload.history), workload.adds
-    learnt = {"track_orders": history, "count_pairs": workload.history_fanned_out}
+    learnt = {"track_orders": history, BASKET_ROWS: workload.history_basket_rows}
     wanted = {
         "suggest_cross_sell": adds,
         "track_orders": history + workload.orders,
-        "count_pairs": learnt["count_pairs"] + workload.baskets_fanned_out,
+        BASKET_ROWS: learnt[BASKET_ROWS] + workload.basket_rows_out,
     }
     suggestions = installation.settings.topics.suggestions
 
@@ -656,7 +656,7 @@ async def run_all(
             "history_orders": len(workload.history),
             "item_added": workload.adds,
             "orders": workload.orders,
-            "basket_records": workload.baskets_fanned_out,
+            "basket_rows": workload.basket_rows_out,
             "customers": customers,
             "partitions": partitions,
         },

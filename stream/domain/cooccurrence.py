@@ -150,6 +150,68 @@ class Basket:
         )
 
 
+ROUTED_BASKETS_MAX: Final = 100  # baskets an item-baskets record at most (far below 1 MB)
+
+
+class BasketRouter:
+    """Orders' baskets gathered into one item-baskets record a partition.
+
+    A basket is counted into the row of each of its items, and a row lives
+    on the item-baskets partition of its SKU (`partition_of`, the producer's
+    partitioner). A basket goes to each partition that holds a row of it,
+    once, with those rows (`rows`). Gathered over an agent's batch of orders,
+    that is a record or two a partition, not one record per item and order.
+    """
+
+    def __init__(
+        self, partition_of: Callable[[str], int], max_baskets: int = ROUTED_BASKETS_MAX
+    ) -> None:
+        self._partition_of = partition_of
+        self._max_baskets = max_baskets
+        self._gathered: dict[int, list[dict[str, Any]]] = {}
+
+    def add(self, basket: Basket) -> list[tuple[int, dict[str, Any]]]:
+        """Gather `basket`; return the records that are full, (partition, record), to send now."""
+        rows: dict[int, list[str]] = {}
+        for sku in basket.items:
+            rows.setdefault(self._partition_of(sku), []).append(sku)
+        body = basket.to_json()
+        full = []
+        for target, skus in rows.items():
+            gathered = self._gathered.setdefault(target, [])
+            gathered.append({**body, "rows": skus})
+            if len(gathered) >= self._max_baskets:
+                full.append((target, {"baskets": self._gathered.pop(target)}))
+        return full
+
+    def take(self) -> list[tuple[int, dict[str, Any]]]:
+        """Every record gathered, (partition, record); none is kept."""
+        records = [(target, {"baskets": baskets}) for target, baskets in self._gathered.items()]
+        self._gathered.clear()
+        return records
+
+
+def routed_baskets(
+    data: Mapping[str, Any], key: bytes | None
+) -> list[tuple[Basket, tuple[str, ...]]]:
+    """The baskets of an item-baskets record, each with the rows (SKUs) it is counted into.
+
+    A record holds `baskets`, each a basket with its `rows` in the record's
+    partition (`BasketRouter`). A record of one basket keyed by its SKU (as
+    workers wrote them until 2026-12-07, one record per item and order) is
+    that basket for that row. Every basket is read before any is returned: a
+    record that fails to decode changes nothing.
+    """
+    if "baskets" not in data:
+        if not isinstance(key, bytes):
+            raise ValueError("a basket record without its item key")
+        return [(Basket.from_json(data), (key.decode(),))]
+    return [
+        (Basket.from_json(entry), tuple(str(sku) for sku in entry["rows"]))
+        for entry in data["baskets"]
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class ItemRow:
     """The co-occurrence row of one item: n_i and (a Space-Saving summary of) its n_ij.

@@ -29,6 +29,7 @@ import yaml
 
 from stream.broker import EmbeddedBroker, free_port
 from stream.config import Topics
+from stream.domain.cooccurrence import basket_items
 from stream.domain.variants import assign_variant
 from stream.metrics import LTV_BUCKETS
 from tests.integration.conftest import (
@@ -306,7 +307,7 @@ def test_the_customers_fall_in_both_variants() -> None:
 async def test_consumed_and_dead_lettered_counts_match_what_was_sent(
     deployment: Deployment, prometheus: Prometheus, traffic: dict[str, Any]
 ) -> None:
-    """stream_events_consumed_total by topic/type and dead letters by reason, via PromQL."""
+    """stream_events_consumed_total by topic/type, dead letters by reason, basket rows: PromQL."""
     topics = deployment.topics
     consumed: Counter[tuple[str, str]] = Counter()
     for event in ORDERS:
@@ -326,6 +327,10 @@ async def test_consumed_and_dead_lettered_counts_match_what_was_sent(
         "sum by (topic, reason) (stream_events_dead_lettered_total)",
         {key: float(n) for key, n in dead.items()},
     )
+    # The item rows read each order's basket once for each distinct item in it.
+    rows = sum(len(basket_items(line["sku"] for line in order["items"])) for order in ORDERS)
+    assert rows > len(ORDERS), "single-item orders only: the check would not tell rows from orders"
+    await prometheus.until("sum(stream_basket_rows_total)", {(): float(rows)})
 
 
 async def test_outputs_count_what_the_topics_hold(

@@ -14,7 +14,7 @@ from typing import Any
 import faust
 from faust.streams import current_event
 
-from stream.batches import cede, set_current_event, take_batches
+from stream.batches import cede, handle_each, set_current_event, take_batches
 
 
 class Event:
@@ -252,3 +252,48 @@ async def test_an_idle_agent_is_not_woken() -> None:
         await asyncio.sleep(0.1)
     assert got.values == [[1]]
     assert waits == []
+
+
+async def test_after_a_batch_is_handled_and_before_it_is_acked_after_batch_runs() -> None:
+    """`handle_each`'s after_batch: once a batch, after its last event, its events not yet acked.
+
+    What the handlers gathered for a batch (the order agent's baskets) goes
+    out there, so it is sent before the offsets it came from can be
+    committed. It runs after a batch whose handler raised on an event too.
+    """
+    app = faust.App(
+        "after-batch-test", store="memory://", autodiscover=False, loop=asyncio.get_running_loop()
+    )
+    handled: list[Any] = []
+    calls: list[tuple[list[Any], list[bool]]] = []  # what was handled by then, and its acks
+    events: list[Any] = []
+    done = asyncio.Event()
+
+    async def handle(event: Any) -> None:
+        events.append(event)
+        if event.value == 1:
+            raise ValueError("a bug this event found")
+        handled.append(event.value)
+
+    async def on_error(event: Any, exc: Exception) -> None:
+        handled.append(f"error {event.value}")
+
+    async def after_batch() -> None:
+        calls.append((list(handled), [e.message.acked for e in events]))
+        if len(calls) == 2:
+            done.set()
+
+    @app.agent()
+    async def agent(stream: faust.StreamT[Any]) -> None:
+        await handle_each(
+            stream, handle, on_error, within=60.0, max_events=3, after_batch=after_batch
+        )
+
+    async with running(agent) as sink:
+        await deliver(sink, *range(5))
+        async with asyncio.timeout(5.0):
+            await done.wait()
+    assert calls == [
+        ([0, "error 1", 2], [False, False, False]),
+        ([0, "error 1", 2, 3, 4], [True, True, True, False, False]),
+    ]

@@ -2,8 +2,8 @@
 
 Figures are not judged here (README "Performance"); this proves the run
 does the pipeline's whole work: every event handled by the handler its
-agent uses, every answer the contract promises sent, every basket record
-fanned out counted into the item rows, the rows' records fed back; and that
+agent uses, every answer the contract promises sent, every order's basket
+counted into the row of each of its items, the rows' records fed back; and that
 the state it weighs afterwards is every customer's, in each table.
 """
 
@@ -18,6 +18,9 @@ import pytest
 
 from stream.bench.pipeline import Workload, environment_without_settings
 from stream.config import Topics
+from stream.demo import DemoEvent
+from stream.domain.cooccurrence import basket_items
+from stream.kafka import KeyPartitioner
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,10 +60,18 @@ def test_the_handlers_do_the_pipelines_whole_work(
         assert sent[topics.customer_ltv] == workload.orders  # one record an order
     else:  # and the re-scored customers' records (the timers')
         assert sent[topics.customer_ltv] > workload.orders
-    # Every basket record sent came back to the item-rows handler: one per distinct item
-    # of each order, and the basket counts' records (one per partition when they changed).
+    # Every basket record sent came back to the item-rows handler: each order (a batch of
+    # its own here) one record a partition of its items, carrying every distinct item's
+    # row; and the basket counts' records (one per partition when they changed).
     assert calls["basket record"] == sent[topics.item_baskets]
-    counts_records = sent[topics.item_baskets] - workload.baskets_fanned_out
+    assert figures["basket_rows"] == workload.basket_rows_out
+    partition_of, partitions = KeyPartitioner(), range(4)
+    routed = sum(
+        len({partition_of(sku.encode(), partitions, partitions) for sku in skus(e)})
+        for e in workload.events
+        if e.value["type"] == "order_completed"
+    )
+    counts_records = sent[topics.item_baskets] - routed
     assert 4 <= counts_records <= 4 * calls["timers"]
     assert sent[topics.item_neighbors] > 0 and sent[topics.triggers] > 0
     assert any(name.endswith("-carts-changelog") for name in sent)  # the timers' records
@@ -123,3 +134,8 @@ def test_a_rebalance_reads_each_customers_partition_from_the_stores_map(tmp_path
     customers, packed, mapped, same, partitions = orjson.loads(done.stdout)
     assert customers == 60 and mapped >= customers and packed >= customers - 8
     assert same and partitions == [0, 1, 2, 3]
+
+
+def skus(order: DemoEvent) -> tuple[str, ...]:
+    """The basket of an order_completed event: its distinct SKUs."""
+    return basket_items(line["sku"] for line in order.value["items"])

@@ -16,8 +16,10 @@ from stream.domain.cooccurrence import (
     LANDMARK_HALF_LIVES,
     MAX_BASKET_ITEMS,
     NO_DECAY,
+    ROUTED_BASKETS_MAX,
     Basket,
     BasketCount,
+    BasketRouter,
     Decay,
     ItemRow,
     Neighbor,
@@ -31,6 +33,7 @@ from stream.domain.cooccurrence import (
     lift,
     neighbors_record,
     newer,
+    routed_baskets,
     support,
     top_neighbors,
     total_of,
@@ -283,6 +286,63 @@ def test_basket_json_round_trip(items: tuple[str, ...]) -> None:
     """Basket.from_json(to_json()) gives back the same basket."""
     b = Basket(order_id="o1", items=items, ts=12.5, source=3, offset=99)
     assert Basket.from_json(b.to_json()) == b
+
+
+def by_first_letter(sku: str) -> int:
+    """A partitioner for the tests: a SKU's partition is its first letter's (a 0, b 1, ...)."""
+    return ord(sku[0]) - ord("a")
+
+
+def test_a_batch_of_baskets_is_one_record_a_partition_each_basket_with_its_rows_there() -> None:
+    """Every basket reaches the row of each of its items exactly once, on that row's partition."""
+    router = BasketRouter(by_first_letter)
+    orders = [
+        Basket("o1", ("a1", "b1", "a2"), 10.0, source=2, offset=7),
+        Basket("o2", ("b1", "c1"), 11.0, source=2, offset=8),
+        Basket("o3", ("a1",), 12.0, source=5, offset=3),
+    ]
+    assert all(router.add(order) == [] for order in orders)  # none full
+    records = dict(router.take())
+    assert router.take() == []  # nothing kept
+
+    counted = {
+        target: [(b.order_id, skus) for b, skus in routed_baskets(record, None)]
+        for target, record in records.items()
+    }
+    assert counted == {
+        0: [("o1", ("a1", "a2")), ("o3", ("a1",))],
+        1: [("o1", ("b1",)), ("o2", ("b1",))],
+        2: [("o2", ("c1",))],
+    }
+    # each record's baskets are the orders' baskets, whole: the rows count all their pairs
+    assert [b for b, _ in routed_baskets(records[1], None)] == orders[:2]
+
+
+def test_a_partitions_record_goes_once_it_holds_the_most_baskets_a_record_may() -> None:
+    """A record holds at most ROUTED_BASKETS_MAX baskets: the full one is handed back at once."""
+    router = BasketRouter(by_first_letter)
+    full = []
+    for n in range(ROUTED_BASKETS_MAX + 1):
+        full += router.add(Basket(f"o{n}", ("a1", "b1"), float(n), source=0, offset=n))
+    assert sorted(target for target, _ in full) == [0, 1]
+    assert all(len(record["baskets"]) == ROUTED_BASKETS_MAX for _, record in full)
+    rest = dict(router.take())
+    assert [b.order_id for b, _ in routed_baskets(rest[0], None)] == [f"o{ROUTED_BASKETS_MAX}"]
+
+
+def test_a_record_of_one_basket_keyed_by_its_sku_is_that_baskets_row() -> None:
+    """Records as workers wrote them before (one an item and order), still in the topic."""
+    b = Basket("o1", ("a1", "b1"), 10.0, source=1, offset=4)
+    assert routed_baskets(b.to_json(), b"b1") == [(b, ("b1",))]
+    with pytest.raises(ValueError, match="without its item key"):
+        routed_baskets(b.to_json(), None)
+
+
+def test_a_record_with_a_broken_basket_is_refused_whole() -> None:
+    """Every basket is read before any is handed over, so the agent counts none of them."""
+    good = {**Basket("o1", ("a1",), 10.0, source=1, offset=4).to_json(), "rows": ["a1"]}
+    with pytest.raises(KeyError):
+        routed_baskets({"baskets": [good, {"rows": ["a1"]}]}, None)
 
 
 def test_item_row_json_round_trip() -> None:

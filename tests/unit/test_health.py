@@ -17,6 +17,12 @@ stream_processing_seconds_sum{agent="track_orders"} 0.01
 stream_processing_seconds_bucket{agent="count_pairs",le="+Inf"} 7.0
 stream_processing_seconds_count{agent="count_pairs"} 7.0
 stream_processing_seconds_sum{agent="count_pairs"} 0.02
+# HELP stream_events_consumed_total Input records read, by topic and event type.
+# TYPE stream_events_consumed_total counter
+stream_events_consumed_total{topic="cart-events",type="item_added"} 5.0
+# HELP stream_basket_rows_total Orders' baskets read by the item rows.
+# TYPE stream_basket_rows_total counter
+stream_basket_rows_total 19.0
 """
 
 
@@ -37,12 +43,19 @@ async def serve(port: int) -> web.AppRunner:
 
 
 async def test_a_page_is_read_whatever_its_status_and_metrics_are_counted_by_agent() -> None:
-    """A 503 readiness page still has its body; /metrics gives each agent's records."""
+    """A 503 readiness page still has its body; /metrics gives each agent's records.
+
+    And the basket rows count_pairs read: 7 records carried 19 of them.
+    """
     port = free_port()
     runner = await serve(port)
     try:
         assert await read_page(port, "/health/ready") == '{"ready": false}'
-        assert await processed_by_agent(port) == {"track_orders": 3, "count_pairs": 7}
+        assert await processed_by_agent(port) == {
+            "track_orders": 3,
+            "count_pairs": 7,
+            "basket_rows": 19,
+        }
     finally:
         await runner.cleanup()
 
