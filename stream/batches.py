@@ -121,7 +121,9 @@ async def handle_each(
     next event is handled; cancellation (a stop) is not caught.
     `after_batch`, if given, runs once a batch's events are handled (also
     when the agent stops midway), before they are acked: what the handlers
-    gathered for the whole batch goes out then.
+    gathered for the whole batch goes out then. An exception from it goes
+    to `on_error` with each event of the batch, since what they gathered
+    was not sent, and the next batch is handled.
     """
     async for events in take_batches(stream, max_events, within):
         try:
@@ -133,7 +135,12 @@ async def handle_each(
                     await on_error(event, exc)
         finally:
             if after_batch is not None:
-                await after_batch()
+                try:
+                    await after_batch()
+                except Exception as exc:  # the batch's gathered outputs are lost: keep its events
+                    for event in events:
+                        set_current_event(event)
+                        await on_error(event, exc)
 
 
 async def take_batches(

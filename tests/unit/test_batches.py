@@ -297,3 +297,45 @@ async def test_after_a_batch_is_handled_and_before_it_is_acked_after_batch_runs(
         ([0, "error 1", 2], [False, False, False]),
         ([0, "error 1", 2, 3, 4], [True, True, True, False, False]),
     ]
+
+
+async def test_when_after_batch_fails_every_event_of_the_batch_goes_to_on_error() -> None:
+    """What a batch gathered was not sent: each of its events is kept (the app dead-letters
+    them with their bytes), none is dropped, and the next batch is handled as usual."""
+    app = faust.App(
+        "after-batch-fails-test",
+        store="memory://",
+        autodiscover=False,
+        loop=asyncio.get_running_loop(),
+    )
+    handled: list[Any] = []
+    kept: list[tuple[Any, str]] = []
+    batches = 0
+    done = asyncio.Event()
+
+    async def handle(event: Any) -> None:
+        handled.append(event.value)
+
+    async def on_error(event: Any, exc: Exception) -> None:
+        assert current_event() is event  # as for a handler's exception: its partition's event
+        kept.append((event.value, str(exc)))
+
+    async def after_batch() -> None:
+        nonlocal batches
+        batches += 1
+        if batches == 1:
+            raise RuntimeError("the producer refused the batch's records")
+        done.set()
+
+    @app.agent()
+    async def agent(stream: faust.StreamT[Any]) -> None:
+        await handle_each(
+            stream, handle, on_error, within=60.0, max_events=3, after_batch=after_batch
+        )
+
+    async with running(agent) as sink:
+        await deliver(sink, *range(5))
+        async with asyncio.timeout(5.0):
+            await done.wait()
+    assert handled == [0, 1, 2, 3, 4]
+    assert kept == [(n, "the producer refused the batch's records") for n in range(3)]
