@@ -431,8 +431,9 @@ async def measure(
     async with Receiver(broker.bootstrap, installation.answers) as receiver:
         installation.start(workers)
         try:
+            read = None
             if kind == "pipeline":
-                timed, elapsed, cpu = await drain_pipeline(installation, receiver, workload)
+                timed, elapsed, cpu, read = await drain_pipeline(installation, receiver, workload)
             else:
                 timed, elapsed, cpu = await drain_baseline(installation, receiver, workload)
             result: dict[str, Any] = {
@@ -442,6 +443,8 @@ async def measure(
                 "events_per_s": timed / elapsed,
                 "cpu_ms_per_event": 1000 * cpu / timed,
             }
+            if read is not None:
+                result["records_read_per_event"] = read / timed
             if latency_seconds > 0:
                 result["latency"] = await steady_latency(
                     installation, receiver, latency_seconds, rate, seed, workload.last_ts
@@ -478,13 +481,15 @@ async def drain_baseline(
 
 async def drain_pipeline(
     installation: Installation, receiver: Receiver, workload: Workload
-) -> tuple[int, float, float]:
-    """(input events, seconds, CPU seconds) the settled workers take for the workload.
+) -> tuple[int, float, float, int]:
+    """(input events, seconds, CPU seconds, records read) the settled workers take for the workload.
 
     The workers start on the history; once they have settled as a group
     (`Installation.settled`) and learnt it, the workload goes in, in order,
     and the clock starts when it is all in; the events handled while it
-    went in are not counted.
+    went in are not counted. Records read: by all agents over the same span
+    (inputs, the basket records they send themselves, ticks), from their
+    `stream_processing_seconds` counts.
     """
     history, adds = len(workload.history), workload.adds
     learnt = {"track_orders": history, BASKET_ROWS: workload.history_basket_rows}
@@ -515,13 +520,20 @@ async def drain_pipeline(
     handled = processed["suggest_cross_sell"] + processed["track_orders"] - history
     await until(done, installation, 600, "all outputs")
     finished = time.perf_counter()
+    cpu = installation.cpu_seconds() - cpu_at_start
     timed = len(workload.events) - handled
     if timed < len(workload.events) / 2:
         raise RuntimeError(
             f"pipeline: {handled} of {len(workload.events)} events were handled while"
             " they went in; too few --events to time"
         )
-    return timed, finished - started, installation.cpu_seconds() - cpu_at_start
+    read = records_read(await installation.processed()) - records_read(processed)
+    return timed, finished - started, cpu, read
+
+
+def records_read(processed: collections.Counter[str]) -> int:
+    """The records the agents have processed, all together (basket rows are not records)."""
+    return sum(count for agent, count in processed.items() if agent != BASKET_ROWS)
 
 
 async def steady_latency(
@@ -680,7 +692,10 @@ def medians_of(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _line(figures: dict[str, Any]) -> str:
     rate, cpu = figures["events_per_s"], figures["cpu_ms_per_event"]
-    text = f"{rate:,.0f} events/s ({cpu:.2f} CPU ms each)"
+    text = f"{rate:,.0f} events/s ({cpu:.2f} CPU ms each"
+    if "records_read_per_event" in figures:
+        text += f", {figures['records_read_per_event']:.2f} records read each"
+    text += ")"
     latency = figures.get("latency")
     if latency:
         text += (

@@ -66,6 +66,11 @@ def test_bench_measures_all_four_processors_the_handlers_and_the_memory(tmp_path
     # CPU per event: the pipeline's work shows next to a bare relay's (which, counted in
     # /proc's 10 ms ticks over 2,000 events, may round to 0).
     assert medians["pipeline x1"]["cpu_ms_per_event"] > medians["relay x1"]["cpu_ms_per_event"]
+    # Records the pipeline's agents read an input event: each timed event once, and the
+    # basket records and ticks besides; fewer than a record an item and order would be.
+    workload = figures["pipeline"]["workload"]
+    per_item = 1 + workload["basket_rows"] / workload["events"]
+    assert 1 <= medians["pipeline x1"]["records_read_per_event"] < per_item, per_item
     assert set(figures["pipeline"]["ratios"]) == {
         "pipeline_vs_passthrough_throughput",
         "pipeline_vs_passthrough_p99_latency",
