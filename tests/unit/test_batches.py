@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import contextvars
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -254,6 +254,32 @@ async def test_an_idle_agent_is_not_woken() -> None:
     assert waits == []
 
 
+async def handle_five(
+    handle: Callable[[Any], Awaitable[None]],
+    on_error: Callable[[Any, Exception], Awaitable[None]],
+    after_batch: Callable[[], Awaitable[None]],
+    done: asyncio.Event,
+) -> None:
+    """Values 0-4 delivered at once to an agent running `handle_each` in batches of 3.
+
+    Returns once `done` is set (5 s at most: a hang fails the test).
+    """
+    app = faust.App(
+        "after-batch-test", store="memory://", autodiscover=False, loop=asyncio.get_running_loop()
+    )
+
+    @app.agent()
+    async def agent(stream: faust.StreamT[Any]) -> None:
+        await handle_each(
+            stream, handle, on_error, within=60.0, max_events=3, after_batch=after_batch
+        )
+
+    async with running(agent) as sink:
+        await deliver(sink, *range(5))
+        async with asyncio.timeout(5.0):
+            await done.wait()
+
+
 async def test_after_a_batch_is_handled_and_before_it_is_acked_after_batch_runs() -> None:
     """`handle_each`'s after_batch: once a batch, after its last event, its events not yet acked.
 
@@ -261,9 +287,6 @@ async def test_after_a_batch_is_handled_and_before_it_is_acked_after_batch_runs(
     out there, so it is sent before the offsets it came from can be
     committed. It runs after a batch whose handler raised on an event too.
     """
-    app = faust.App(
-        "after-batch-test", store="memory://", autodiscover=False, loop=asyncio.get_running_loop()
-    )
     handled: list[Any] = []
     calls: list[tuple[list[Any], list[bool]]] = []  # what was handled by then, and its acks
     events: list[Any] = []
@@ -283,16 +306,7 @@ async def test_after_a_batch_is_handled_and_before_it_is_acked_after_batch_runs(
         if len(calls) == 2:
             done.set()
 
-    @app.agent()
-    async def agent(stream: faust.StreamT[Any]) -> None:
-        await handle_each(
-            stream, handle, on_error, within=60.0, max_events=3, after_batch=after_batch
-        )
-
-    async with running(agent) as sink:
-        await deliver(sink, *range(5))
-        async with asyncio.timeout(5.0):
-            await done.wait()
+    await handle_five(handle, on_error, after_batch, done)
     assert calls == [
         ([0, "error 1", 2], [False, False, False]),
         ([0, "error 1", 2, 3, 4], [True, True, True, False, False]),
@@ -302,12 +316,6 @@ async def test_after_a_batch_is_handled_and_before_it_is_acked_after_batch_runs(
 async def test_when_after_batch_fails_every_event_of_the_batch_goes_to_on_error() -> None:
     """What a batch gathered was not sent: each of its events is kept (the app dead-letters
     them with their bytes), none is dropped, and the next batch is handled as usual."""
-    app = faust.App(
-        "after-batch-fails-test",
-        store="memory://",
-        autodiscover=False,
-        loop=asyncio.get_running_loop(),
-    )
     handled: list[Any] = []
     kept: list[tuple[Any, str]] = []
     batches = 0
@@ -327,15 +335,6 @@ async def test_when_after_batch_fails_every_event_of_the_batch_goes_to_on_error(
             raise RuntimeError("the producer refused the batch's records")
         done.set()
 
-    @app.agent()
-    async def agent(stream: faust.StreamT[Any]) -> None:
-        await handle_each(
-            stream, handle, on_error, within=60.0, max_events=3, after_batch=after_batch
-        )
-
-    async with running(agent) as sink:
-        await deliver(sink, *range(5))
-        async with asyncio.timeout(5.0):
-            await done.wait()
+    await handle_five(handle, on_error, after_batch, done)
     assert handled == [0, 1, 2, 3, 4]
     assert kept == [(n, "the producer refused the batch's records") for n in range(3)]
