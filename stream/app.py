@@ -670,13 +670,16 @@ basket_router = BasketRouter(item_partition)
 
 async def route_basket(basket: Basket) -> None:
     """Gather an order's basket for its items' rows; send the records that are full."""
-    for target, record in basket_router.add(basket):
-        await publish(item_baskets_topic, None, encode(record), target)
+    await _send_baskets(basket_router.add(basket))
 
 
 async def send_routed_baskets() -> None:
     """Send the baskets gathered since the last call: a record a partition."""
-    for target, record in basket_router.take():
+    await _send_baskets(basket_router.take())
+
+
+async def _send_baskets(records: list[tuple[int, dict[str, Any]]]) -> None:
+    for target, record in records:
         await publish(item_baskets_topic, None, encode(record), target)
 
 
@@ -723,8 +726,8 @@ async def _on_basket_record(event: EventT[bytes]) -> None:
                 await put(basket_totals, key, told.to_json())
         return
     routed = routed_baskets(data, event.key)
+    metrics.basket_rows.inc(sum(len(skus) for _, skus in routed))
     for basket, skus in routed:
-        metrics.basket_rows.inc(len(skus))
         for sku in skus:
             row, changed = apply_basket(
                 item_rows.get(sku), sku, basket, decay, settings.neighbor_capacity, target
