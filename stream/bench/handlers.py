@@ -69,9 +69,7 @@ class LocalProducer:
     as little as can be of a producer's own cost.
     """
 
-    def __init__(self, partitions: int) -> None:
-        self.partitions = range(partitions)
-        self.partition = KeyPartitioner()  # the workers' producer's (stream.kafka)
+    def __init__(self) -> None:
         self.sent: collections.Counter[str] = collections.Counter()
         self.sent_bytes: collections.Counter[str] = collections.Counter()
         self.baskets: collections.deque[Any] = collections.deque()
@@ -90,8 +88,8 @@ class LocalProducer:
         self.sent[topic] += 1
         self.sent_bytes[topic] += len(value)
         if topic == worker.T.item_baskets:
-            if partition is None:
-                partition = self.partition(key, self.partitions, self.partitions)
+            # the worker names the partition of each (the basket counts', the routed baskets')
+            assert partition is not None, "an item-baskets record without its partition"
             self.baskets.append(event(topic, key, value, partition, self._offsets[partition]))
             self._offsets[partition] += 1
         elif topic == worker.T.item_neighbors:
@@ -234,7 +232,7 @@ async def measure(
     (`DemoFeed`), not serial numbers: what they cost the state to hold.
     """
     partitions = worker.settings.partitions
-    producer = LocalProducer(partitions)
+    producer = LocalProducer()
     worker.app.producer = cast(Any, producer)
     own_every_partition(partitions)
     workload = Workload.generate(events, customers, history=history, random_ids=random_ids)

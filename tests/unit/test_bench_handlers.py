@@ -95,7 +95,7 @@ from stream.bench import handlers as hb
 from stream.bench.pipeline import Workload
 
 async def main() -> None:
-    producer = hb.LocalProducer(worker.settings.partitions)
+    producer = hb.LocalProducer()
     worker.app.producer = cast(Any, producer)
     hb.own_every_partition(worker.settings.partitions)
     worker.customer_states._kept = 8  # the rest held packed, as in a large shop
