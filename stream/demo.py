@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,13 +193,15 @@ class DemoFeed:
             yield from self.session()
 
 
+def basket_of(order: Mapping[str, Any]) -> tuple[str, ...]:
+    """The basket of an `order_completed` event (its JSON value): its distinct SKUs, capped,
+    as the worker counts it."""
+    return basket_items(line["sku"] for line in order["items"])
+
+
 def basket_rows(events: Iterable[DemoEvent]) -> int:
     """The (basket, item row) pairs the worker's count_pairs agent counts for `events`' orders.
 
     An order's basket is counted into the row of each of its distinct SKUs.
     """
-    return sum(
-        len(basket_items(line["sku"] for line in e.value["items"]))
-        for e in events
-        if e.value["type"] == "order_completed"
-    )
+    return sum(len(basket_of(e.value)) for e in events if e.value["type"] == "order_completed")

@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.domain.cooccurrence import ROUTED_BASKETS_MAX, basket_items
+from stream.demo import basket_of
+from stream.domain.cooccurrence import ROUTED_BASKETS_MAX
 from stream.kafka import KeyPartitioner
 from tests.integration.conftest import Deployment, wait_sample
 from tests.integration.expectations import exact_neighbors
@@ -32,11 +33,7 @@ PARTITIONS = range(4)  # the deployment's
 
 def rows_of(orders: list[dict[str, Any]]) -> set[tuple[str, str]]:
     """(order id, SKU) for each distinct item of each order: the rows its basket goes to."""
-    return {
-        (order["order_id"], sku)
-        for order in orders
-        for sku in basket_items(line["sku"] for line in order["items"])
-    }
+    return {(order["order_id"], sku) for order in orders for sku in basket_of(order)}
 
 
 async def test_a_backlog_of_orders_reaches_each_row_once_in_few_capped_records(

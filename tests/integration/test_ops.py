@@ -29,7 +29,7 @@ import yaml
 
 from stream.broker import EmbeddedBroker, free_port
 from stream.config import Topics
-from stream.domain.cooccurrence import basket_items
+from stream.demo import basket_of
 from stream.domain.variants import assign_variant
 from stream.metrics import LTV_BUCKETS
 from tests.integration.conftest import (
@@ -328,7 +328,7 @@ async def test_consumed_and_dead_lettered_counts_match_what_was_sent(
         {key: float(n) for key, n in dead.items()},
     )
     # The item rows read each order's basket once for each distinct item in it.
-    rows = sum(len(basket_items(line["sku"] for line in order["items"])) for order in ORDERS)
+    rows = sum(len(basket_of(order)) for order in ORDERS)
     assert rows > len(ORDERS), "single-item orders only: the check would not tell rows from orders"
     await prometheus.until("sum(stream_basket_rows_total)", {(): float(rows)})
 

@@ -18,8 +18,7 @@ import pytest
 
 from stream.bench.pipeline import Workload, environment_without_settings
 from stream.config import Topics
-from stream.demo import DemoEvent
-from stream.domain.cooccurrence import basket_items
+from stream.demo import basket_of
 from stream.kafka import KeyPartitioner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +66,7 @@ def test_the_handlers_do_the_pipelines_whole_work(
     assert figures["basket_rows"] == workload.basket_rows_out
     partition_of, partitions = KeyPartitioner(), range(4)
     routed = sum(
-        len({partition_of(sku.encode(), partitions, partitions) for sku in skus(e)})
+        len({partition_of(sku.encode(), partitions, partitions) for sku in basket_of(e.value)})
         for e in workload.events
         if e.value["type"] == "order_completed"
     )
@@ -134,8 +133,3 @@ def test_a_rebalance_reads_each_customers_partition_from_the_stores_map(tmp_path
     customers, packed, mapped, same, partitions = orjson.loads(done.stdout)
     assert customers == 60 and mapped >= customers and packed >= customers - 8
     assert same and partitions == [0, 1, 2, 3]
-
-
-def skus(order: DemoEvent) -> tuple[str, ...]:
-    """The basket of an order_completed event: its distinct SKUs."""
-    return basket_items(line["sku"] for line in order.value["items"])
