@@ -122,6 +122,7 @@ from stream.domain.suggestions import (
 )
 from stream.domain.triggers import (
     cart_add_trigger,
+    cross_sell_offers,
     customer_summary,
     post_purchase_trigger,
     renewal_trigger,
@@ -650,7 +651,7 @@ async def _emit_order_outputs(
     excluded = recently_bought(state.owned, order.ts, rules.rebuy_window_days)
     ranked = suggest_for_cart(items, excluded, index, rules, at=order.ts)
     offers = marketing_offers(ranked, new_customer=False)
-    trigger = post_purchase_trigger(order, offers, summary, variant, now_ts())
+    trigger = post_purchase_trigger(order, cross_sell_offers(offers), summary, variant, now_ts())
     await send_recorded_trigger(cid, trigger, variant, order.ts)
     observe_latency(event)
 
@@ -871,11 +872,14 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
     metrics.suggestions_emitted.inc()
     skus = (i.sku for i in would_show)
     contact = record_exposure(contact_states.get(cid), skus, change.ts, contact_rules)
-    offers = marketing_offers(would_show, new_customer=not owned)
-    if offers:
+    offers = cross_sell_offers(marketing_offers(would_show, new_customer=not owned))
+    # Restrained before it is built: most cart_add triggers are held back, and
+    # the customer's figures it would carry cost a scoring.
+    fresh = restrained("cart_add", offers, variant, change.ts, contact) if offers else None
+    if fresh is not None:
         summary = value_summary(cid, customer, change.ts)
-        trigger = cart_add_trigger(change, cart.cart_id, offers, summary, variant, emitted_at)
-        contact = await send_trigger(cid, trigger, variant, change.ts, contact) or contact
+        trigger = cart_add_trigger(change, cart.cart_id, fresh, summary, variant, emitted_at)
+        contact = await emit_trigger(cid, trigger, change.ts, contact)
     await contact_states.put(cid, contact)  # one write for the exposure and the trigger
     observe_latency(event)
     if not items:
@@ -883,28 +887,50 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
     return replace(cart, shown=record_shown(cart.shown, items, change.ts, rules))
 
 
-async def send_trigger(
-    cid: str, trigger: dict[str, Any], variant: str, at: float, contact: ContactState | None
-) -> ContactState | None:
-    """Send a trigger unless restraint or the holdout stops it; count it either way.
+def restrained(
+    kind: str, offers: list[dict[str, Any]], variant: str, at: float, contact: ContactState | None
+) -> list[dict[str, Any]] | None:
+    """The offers a `kind` trigger may carry at `at`; None if it must not go (counted by reason).
 
-    Offers still in their cooldown are dropped from it; with none left, or with
-    the customer's daily cap reached, it is suppressed (counted by reason).
-    `contact` is the customer's contact state as it stands; returned is that
-    state with the trigger recorded, for the caller to write to `contacts`
-    (None: nothing sent, nothing to write), so that an event writes it once.
+    Offers still in their cooldown are dropped; with none left, or with the
+    customer's daily cap reached, or for a control customer, the trigger is
+    suppressed. `contact` is the customer's contact state as it stands.
     """
-    kind = trigger["kind"]
     if variant != TREATMENT:
         labelled(metrics.triggers_suppressed, kind, "holdout").inc()
         return None
-    fresh, reason = restrain(contact, trigger["offers"], at, contact_rules)
+    fresh, reason = restrain(contact, offers, at, contact_rules)
     if reason is not None:
         labelled(metrics.triggers_suppressed, kind, reason).inc()
         return None
-    await publish(triggers_topic, cid.encode(), encode({**trigger, "offers": fresh}))
-    labelled(metrics.triggers_emitted, kind).inc()
-    return record_trigger(contact, fresh, at, contact_rules)
+    return fresh
+
+
+async def emit_trigger(
+    cid: str, trigger: dict[str, Any], at: float, contact: ContactState | None
+) -> ContactState:
+    """Send a trigger that `restrained` let go; return `contact` with it recorded.
+
+    The caller writes the returned state to `contacts`, so that an event
+    writes it once.
+    """
+    await publish(triggers_topic, cid.encode(), encode(trigger))
+    labelled(metrics.triggers_emitted, trigger["kind"]).inc()
+    return record_trigger(contact, trigger["offers"], at, contact_rules)
+
+
+async def send_trigger(
+    cid: str, trigger: dict[str, Any], variant: str, at: float, contact: ContactState | None
+) -> ContactState | None:
+    """Send a built trigger with its fresh offers unless it is restrained; count it either way.
+
+    Returned is `contact` with the trigger recorded (None: nothing sent,
+    nothing to write).
+    """
+    fresh = restrained(trigger["kind"], trigger["offers"], variant, at, contact)
+    if fresh is None:
+        return None
+    return await emit_trigger(cid, {**trigger, "offers": fresh}, at, contact)
 
 
 async def send_recorded_trigger(cid: str, trigger: dict[str, Any], variant: str, at: float) -> None:

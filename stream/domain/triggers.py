@@ -53,14 +53,17 @@ def cross_sell_offers(items: list[SuggestedItem]) -> list[dict[str, Any]]:
 def cart_add_trigger(
     event: CartEvent,
     cart_id: str | None,
-    items: list[SuggestedItem],
+    offers: list[dict[str, Any]],
     customer: dict[str, Any],
     variant: str,
     emitted_at: str,
 ) -> dict[str, Any]:
     """`cart_add`: an item went into the cart; offers are what goes with the cart.
 
-    `customer` is `customer_summary(...)` of the customer at this moment.
+    `offers` are as `cross_sell_offers` writes them, and already restrained:
+    the worker builds a cart_add trigger only once it knows it goes, since
+    most are held back and `customer` (`customer_summary(...)` of the
+    customer at this moment) costs a scoring.
     """
     return {
         "trigger_id": output_id("cart_add", event.event_id),
@@ -72,20 +75,21 @@ def cart_add_trigger(
         "cart_id": cart_id,
         "sku": event.sku,
         "customer": customer,
-        "offers": cross_sell_offers(items),
+        "offers": offers,
     }
 
 
 def post_purchase_trigger(
     event: PurchaseEvent,
-    items: list[SuggestedItem],
+    offers: list[dict[str, Any]],
     customer: dict[str, Any],
     variant: str,
     emitted_at: str,
 ) -> dict[str, Any]:
     """`post_purchase`: an order was completed; offers complement what was bought.
 
-    `customer` is `customer_summary(...)` of the customer after the order.
+    `offers` are as `cross_sell_offers` writes them; `customer` is
+    `customer_summary(...)` of the customer after the order.
     """
     return {
         "trigger_id": output_id("post_purchase", event.event_id),
@@ -96,7 +100,7 @@ def post_purchase_trigger(
         "emitted_at": emitted_at,
         "order_id": event.order_id,
         "customer": customer,
-        "offers": cross_sell_offers(items),
+        "offers": offers,
     }
 
 

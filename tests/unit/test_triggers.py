@@ -103,7 +103,8 @@ def test_cross_sell_offers_keep_order_and_round_scores() -> None:
 def test_cart_add_trigger() -> None:
     """cart_add: id from the event, RFC 3339 event time, cart and SKU, customer and offers."""
     event = CartEvent("e1", "item_added", "c1", T0, "a", 1, "k1")
-    trigger = cart_add_trigger(event, "k1", [CO, POP], SUMMARY, "treatment", EMITTED)
+    offers = cross_sell_offers([CO, POP])
+    trigger = cart_add_trigger(event, "k1", offers, SUMMARY, "treatment", EMITTED)
     assert trigger == {
         "trigger_id": output_id("cart_add", "e1"),
         "kind": "cart_add",
@@ -147,7 +148,7 @@ def test_post_purchase_trigger() -> None:
         items=(OrderLine("a", 1, Decimal("45.10")),),
         total=Decimal("45.10"),
     )
-    trigger = post_purchase_trigger(event, [CO], SUMMARY, "treatment", EMITTED)
+    trigger = post_purchase_trigger(event, cross_sell_offers([CO]), SUMMARY, "treatment", EMITTED)
     assert trigger == {
         "trigger_id": output_id("post_purchase", "p1"),
         "kind": "post_purchase",
