@@ -873,8 +873,8 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
     skus = (i.sku for i in would_show)
     contact = record_exposure(contact_states.get(cid), skus, change.ts, contact_rules)
     offers = cross_sell_offers(marketing_offers(would_show, new_customer=not owned))
-    # Restrained before it is built: most cart_add triggers are held back, and
-    # the customer's figures it would carry cost a scoring.
+    # Restrained before it is built: many cart_add triggers are held back (a
+    # third in the bench's workload), and the customer's figures cost a scoring.
     fresh = restrained("cart_add", offers, variant, change.ts, contact) if offers else None
     if fresh is not None:
         summary = value_summary(cid, customer, change.ts)

@@ -62,7 +62,7 @@ def cart_add_trigger(
 
     `offers` are as `cross_sell_offers` writes them, and already restrained:
     the worker builds a cart_add trigger only once it knows it goes, since
-    most are held back and `customer` (`customer_summary(...)` of the
+    many are held back and `customer` (`customer_summary(...)` of the
     customer at this moment) costs a scoring.
     """
     return {
