@@ -430,8 +430,9 @@ class NeighborIndex:
     )
     total: Weighted = field(default_factory=lambda: Weighted(0))
     # The POPULAR_KEPT most-bought items, kept up to date on every record,
-    # so the popularity fallback never scans all items.
+    # so the popularity fallback never scans all items; and their SKUs as a set.
     _popular: list[tuple[float, str]] = field(default_factory=list)
+    _popular_kept: frozenset[str] = frozenset()
 
     POPULAR_KEPT: ClassVar[int] = 100
 
@@ -474,6 +475,7 @@ class NeighborIndex:
             insort(top, entry)
             del top[self.POPULAR_KEPT :]
         self._popular = top
+        self._popular_kept = frozenset(kept for _, kept in top)
 
     def weighted(self, sku: str) -> Weighted | None:
         """n_i as last published, with its reference time (None for an unknown item)."""
@@ -520,6 +522,10 @@ class NeighborIndex:
         Safe to hold while records arrive: `_rank_popular` replaces the list.
         """
         return (sku for _, sku in self._popular)
+
+    def popular_kept(self) -> frozenset[str]:
+        """The SKUs of `popular_skus`, as a set (replaced, never changed, as records arrive)."""
+        return self._popular_kept
 
     def popular(self, k: int, at: float = 0.0) -> list[tuple[str, Number]]:
         """The `k` items in the most baskets (decayed: by weight), most first, ties by SKU.

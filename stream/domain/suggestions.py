@@ -146,8 +146,9 @@ def suggest_for_cart(
     `excluded` is what must not be suggested beyond the cart itself
     (recently bought, held back). Ranked by `score` (the smoothed P(j | cart)
     of the module docstring), ties by popularity, then SKU. Cost: one pass
-    over the cart items' published neighbours plus the POPULAR_KEPT popular
-    items, never over all items.
+    over the cart items' published neighbours, and the popular list read
+    until `limit` of its items have no evidence (at most POPULAR_KEPT),
+    never all items.
     """
     in_cart = tuple(dict.fromkeys(cart))
     left_out = set(in_cart).union(excluded)
@@ -184,18 +185,24 @@ def suggest_for_cart(
             if other not in qualified or conf > qualified[other][0]:
                 qualified[other] = (conf, n_ao, lifted, antecedent, n_other)
     candidates = {sku: found[4] for sku, found in qualified.items()}
-    # Popular items with no evidence score prior_weight * p_j: they rank among
-    # themselves as the popular list does (n_j, then SKU), so past the first
-    # `limit` of them none can make the list; those with evidence all may.
+    # The popular items compete too. Those with evidence (neighbours of the
+    # cart that did not qualify) may rank anywhere: each goes in. Those with
+    # none score prior_weight * p_j and rank among themselves as the popular
+    # list does (n_j, then SKU), so past the first `limit` of them none can
+    # make the list: the list is read that far, not all POPULAR_KEPT.
+    popular = index.popular_kept()
+    for sku in evidence:  # none left out: the neighbour loop skipped those
+        if sku in popular and sku not in candidates:
+            candidates[sku] = baskets(sku)
     plain_left = rules.limit
-    for sku in index.popular_skus():
-        if sku in left_out or sku in candidates:
-            continue
-        if sku not in evidence:
-            if not plain_left:
+    if plain_left:
+        for sku in index.popular_skus():
+            if sku in left_out or sku in candidates or sku in evidence:
                 continue
+            candidates[sku] = baskets(sku)
             plain_left -= 1
-        candidates[sku] = baskets(sku)
+            if not plain_left:
+                break
     ranked = [
         (-(prior_weight * support(n_j, total) + evidence.get(sku, 0.0)), -n_j, sku)
         for sku, n_j in candidates.items()
