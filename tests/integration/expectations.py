@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from stream.domain.cooccurrence import NeighborIndex
-from stream.domain.suggestions import SuggestionRules
+from stream.domain.suggestions import SCORE_SCALE, SuggestionRules
 
 
 def brute_force(orders: list[dict[str, Any]]) -> tuple[Counter[str], Counter[tuple[str, str]]]:
@@ -128,7 +128,8 @@ def expected_ranking(
     What the worker sees: each item's `rules.limit` published neighbours (by count, ties by
     SKU) and the `popular_kept` most-bought items. score(j) = mean over the distinct cart
     items a of (n_aj + beta p_j) / (n_a + beta), n_aj = 0 when j is not published for a.
-    Candidates: pairs that meet the thresholds, and the popular items; ties by n_j, then SKU.
+    Candidates: pairs that meet the thresholds, and the popular items; ties (to 1 /
+    SCORE_SCALE, as the worker ranks) by n_j, then SKU.
     """
     rules = rules or SuggestionRules()
     n_i, n_ij = brute_force(orders)
@@ -165,7 +166,8 @@ def expected_ranking(
     candidates |= set(popular)
     candidates -= left_out
     scores = {j: score(j) for j in candidates}
-    ranked = sorted(scores, key=lambda j: (-scores[j], -n_i[j], j))[: rules.limit]
+    ranked = sorted(scores, key=lambda j: (-round(scores[j] * SCORE_SCALE), -n_i[j], j))
+    ranked = ranked[: rules.limit]
     return {j: scores[j] for j in ranked}
 
 
