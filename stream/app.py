@@ -125,6 +125,7 @@ from stream.domain.triggers import (
     cross_sell_offers,
     customer_summary,
     post_purchase_trigger,
+    renewal_offers,
     renewal_trigger,
 )
 from stream.domain.variants import TREATMENT, assign_variant
@@ -650,9 +651,15 @@ async def _emit_order_outputs(
     await route_basket(Basket(order.order_id, items, order.ts, source, offset))
     excluded = recently_bought(state.owned, order.ts, rules.rebuy_window_days)
     ranked = suggest_for_cart(items, excluded, index, rules, at=order.ts)
-    offers = marketing_offers(ranked, new_customer=False)
-    trigger = post_purchase_trigger(order, cross_sell_offers(offers), summary, variant, now_ts())
-    await send_recorded_trigger(cid, trigger, variant, order.ts)
+    offers = cross_sell_offers(marketing_offers(ranked, new_customer=False))
+    await send_recorded_trigger(
+        cid,
+        "post_purchase",
+        offers,
+        variant,
+        order.ts,
+        lambda fresh: post_purchase_trigger(order, fresh, summary, variant, now_ts()),
+    )
     observe_latency(event)
 
 
@@ -873,8 +880,10 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
     skus = (i.sku for i in would_show)
     contact = record_exposure(contact_states.get(cid), skus, change.ts, contact_rules)
     offers = cross_sell_offers(marketing_offers(would_show, new_customer=not owned))
-    # Restrained before it is built: many cart_add triggers are held back (a
-    # third in the bench's workload), and the customer's figures cost a scoring.
+    # Restrained before it is built, as every trigger (`send_recorded_trigger`):
+    # many are held back (a third of cart_add's in the bench's workload), and
+    # the customer's figures cost a scoring. This path holds the contact state
+    # already, and writes it once with the exposure.
     fresh = restrained("cart_add", offers, variant, change.ts, contact) if offers else None
     if fresh is not None:
         summary = value_summary(cid, customer, change.ts)
@@ -919,28 +928,23 @@ async def emit_trigger(
     return record_trigger(contact, trigger["offers"], at, contact_rules)
 
 
-async def send_trigger(
-    cid: str, trigger: dict[str, Any], variant: str, at: float, contact: ContactState | None
-) -> ContactState | None:
-    """Send a built trigger with its fresh offers unless it is restrained; count it either way.
+async def send_recorded_trigger(
+    cid: str,
+    kind: str,
+    offers: list[dict[str, Any]],
+    variant: str,
+    at: float,
+    build: Callable[[list[dict[str, Any]]], dict[str, Any]],
+) -> None:
+    """A `kind` trigger with `offers`, built (`build(fresh offers)`) and sent only if it goes.
 
-    Returned is `contact` with the trigger recorded (None: nothing sent,
-    nothing to write).
+    The contact it makes is written to `contacts`: must run inside the
+    customer's partition's event.
     """
-    fresh = restrained(trigger["kind"], trigger["offers"], variant, at, contact)
-    if fresh is None:
-        return None
-    return await emit_trigger(cid, {**trigger, "offers": fresh}, at, contact)
-
-
-async def send_recorded_trigger(cid: str, trigger: dict[str, Any], variant: str, at: float) -> None:
-    """`send_trigger`, and the contact it made written to `contacts`.
-
-    Must run inside the customer's partition's event (it writes `contacts`).
-    """
-    sent = await send_trigger(cid, trigger, variant, at, contact_states.get(cid))
-    if sent is not None:
-        await contact_states.put(cid, sent)
+    contact = contact_states.get(cid)
+    fresh = restrained(kind, offers, variant, at, contact)
+    if fresh is not None:
+        await contact_states.put(cid, await emit_trigger(cid, build(fresh), at, contact))
 
 
 # Renewal windows by due time, per owned partition: (opens at, subscription id);
@@ -1011,18 +1015,21 @@ async def _announce_renewal(sid: str, state: SubscriptionState, window: int, now
     customer = customer_states.get(cid)
     owned = customer.owned if customer is not None else {}
     addons = suggest_for_cart(list(owned), set(owned), index, rules, at=now) if owned else []
-    trigger = renewal_trigger(
-        sid,
-        state,
-        window,
-        now,
+    offers = renewal_offers(
+        state.plan_id,
         next_plan(settings.plan_ladder, state.plan_id),
         [a for a in addons if a.source == "co_purchase"],
-        value_summary(cid, customer, now),
-        variant,
-        now_ts(),
     )
-    await send_recorded_trigger(cid, trigger, variant, now)
+    await send_recorded_trigger(
+        cid,
+        "renewal_approaching",
+        offers,
+        variant,
+        now,
+        lambda fresh: renewal_trigger(
+            sid, state, window, now, fresh, value_summary(cid, customer, now), variant, now_ts()
+        ),
+    )
 
 
 @app.agent(subscription_topic)

@@ -104,24 +104,15 @@ def post_purchase_trigger(
     }
 
 
-def renewal_trigger(
-    subscription_id: str,
-    subscription: SubscriptionState,
-    window_days: int,
-    now: float,
-    upsell_plan: str | None,
-    addons: list[SuggestedItem],
-    customer: dict[str, Any],
-    variant: str,
-    emitted_at: str,
-) -> dict[str, Any]:
-    """`renewal_approaching`: the subscription renews within `window_days` (fired at `now`).
+def renewal_offers(
+    plan_id: str | None, upsell_plan: str | None, addons: list[SuggestedItem]
+) -> list[dict[str, Any]]:
+    """A renewal's offers: the next plan of the ladder (upsell), then the add-ons (cross-sell).
 
-    Offers: the next plan of the ladder (upsell), then add-ons customers like
-    this one bought together (cross-sell). The id is stable per subscription,
-    cycle (renews_at) and window, so a redelivered tick repeats it.
+    `plan_id` is the subscription's plan, `upsell_plan` the next one (None at
+    the top of the ladder), `addons` what customers like this one bought
+    together.
     """
-    assert subscription.renews_at is not None  # due_window fires only with a renewal date
     offers: list[dict[str, Any]] = []
     if upsell_plan is not None:
         offers.append(
@@ -129,10 +120,30 @@ def renewal_trigger(
                 "type": "upsell",
                 "plan_id": upsell_plan,
                 "score": 1.0,
-                "reason": f"next plan after {subscription.plan_id}",
+                "reason": f"next plan after {plan_id}",
             }
         )
     offers.extend(cross_sell_offers(addons))
+    return offers
+
+
+def renewal_trigger(
+    subscription_id: str,
+    subscription: SubscriptionState,
+    window_days: int,
+    now: float,
+    offers: list[dict[str, Any]],
+    customer: dict[str, Any],
+    variant: str,
+    emitted_at: str,
+) -> dict[str, Any]:
+    """`renewal_approaching`: the subscription renews within `window_days` (fired at `now`).
+
+    `offers` are as `renewal_offers` writes them. The id is stable per
+    subscription, cycle (renews_at) and window, so a redelivered tick repeats
+    it.
+    """
+    assert subscription.renews_at is not None  # due_window fires only with a renewal date
     cycle = f"{subscription_id}:{subscription.renews_at}:{window_days}"
     return {
         "trigger_id": output_id("renewal_approaching", cycle),

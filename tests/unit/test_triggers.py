@@ -17,6 +17,7 @@ from stream.domain.triggers import (
     cross_sell_offers,
     customer_summary,
     post_purchase_trigger,
+    renewal_offers,
     renewal_trigger,
 )
 
@@ -191,16 +192,9 @@ def renewal(
     addons: list[SuggestedItem] | None = None,
     subscription_id: str = "sub1",
 ) -> dict[str, Any]:
+    offers = renewal_offers(subscription.plan_id, upsell_plan, [CO] if addons is None else addons)
     return renewal_trigger(
-        subscription_id,
-        subscription,
-        window_days,
-        now,
-        upsell_plan,
-        [CO] if addons is None else addons,
-        SUMMARY,
-        "treatment",
-        EMITTED,
+        subscription_id, subscription, window_days, now, offers, SUMMARY, "treatment", EMITTED
     )
 
 
@@ -273,7 +267,7 @@ def test_renewal_trigger_times() -> None:
 def test_renewal_trigger_passes_variant_and_customer() -> None:
     """variant, customer figures and emitted_at are carried as given."""
     trigger = renewal_trigger(
-        "sub1", SUBSCRIPTION, 14, OPENS_14, None, [], NOBODY, "control", "2026-12-09T09:15:01Z"
+        "sub1", SUBSCRIPTION, 14, OPENS_14, [], NOBODY, "control", "2026-12-09T09:15:01Z"
     )
     assert (trigger["variant"], trigger["customer"], trigger["emitted_at"]) == (
         "control",
