@@ -152,10 +152,9 @@ def suggest_for_cart(
     `excluded` is what must not be suggested beyond the cart itself
     (recently bought, held back). Ranked by `score` (the smoothed P(j | cart)
     of the module docstring, to 1 / SCORE_SCALE), ties by popularity, then
-    SKU. Cost: one pass
-    over the cart items' published neighbours, and the popular list read
-    until `limit` of its items have no evidence (at most POPULAR_KEPT),
-    never all items.
+    SKU. Cost: one pass over the cart items' published neighbours, and the
+    popular list read until `limit` of its items have no evidence (at most
+    POPULAR_KEPT), never all items.
     """
     in_cart = tuple(dict.fromkeys(cart))
     left_out = set(in_cart).union(excluded)
