@@ -93,7 +93,14 @@ from stream.domain.cooccurrence import (
     routed_baskets,
     total_of,
 )
-from stream.domain.events import CartEvent, Event, PurchaseEvent, SubscriptionEvent, format_ts
+from stream.domain.events import (
+    CartEvent,
+    Event,
+    PurchaseEvent,
+    SubscriptionEvent,
+    fingerprint,
+    format_ts,
+)
 from stream.domain.ltv import (
     CustomerState,
     apply_order,
@@ -612,7 +619,7 @@ def _is_redelivery(state: CustomerState, order: PurchaseEvent, event: EventT[byt
     Its outputs are sent again (they are idempotent downstream); a different
     record with a known order id is a duplicate and sends nothing.
     """
-    memo = state.recent_orders.get(order.order_id)
+    memo = state.recent_orders.get(fingerprint(order.order_id))
     return (
         order.type == "order_completed"
         and memo is not None
@@ -847,7 +854,7 @@ async def _on_cart_event(event: EventT[bytes], change: CartEvent) -> None:
     cid = change.customer_id
     position = (event.message.partition, event.message.offset)
     cart, applied = apply_cart_event(cart_states.get(cid), change, position)
-    answer = change.type == "item_added" and (applied or cart.seen.get(change.event_id) == position)
+    answer = change.type == "item_added" and (applied or cart.redelivered(position))
     if answer:
         cart = await _answer_cart_add(event, change, cart)
     if applied:
@@ -1041,7 +1048,7 @@ async def track_subscriptions(stream: faust.StreamT[bytes]) -> None:
 async def _on_subscription_event(event: EventT[bytes], change: SubscriptionEvent) -> None:
     sid = change.subscription_id
     before: SubscriptionState | None = subscriptions.get(sid)
-    if before is not None and change.event_id not in before.recent_events:
+    if before is not None and fingerprint(change.event_id) not in before.recent_events:
         # Windows of the current cycle that opened before this event fire
         # first: a renewal, a new date or a cancellation replaces the cycle.
         opened, before = due_windows(before, change.ts, settings.renewal_windows_days)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from stream.domain.events import CartEvent
+from stream.domain.events import CartEvent, fingerprint, remembered
 
 MAX_CART_ITEMS: Final = 200
 MAX_REMEMBERED_EVENTS: Final = 32
@@ -17,15 +17,19 @@ Position = tuple[int, int]
 class CartState:
     """SKU -> quantity in the open cart, the storefront's cart id, recent event ids.
 
-    `seen` maps the last MAX_REMEMBERED_EVENTS event ids to the (partition,
-    offset) of the record that applied them: a redelivered record is
-    recognised, a duplicate event id in another record is ignored.
+    `seen` holds the `fingerprint`s of the last MAX_REMEMBERED_EVENTS event
+    ids applied, oldest first; `position` is the (partition, offset) of the
+    furthest record applied. An event whose id is seen is not applied again;
+    it is a redelivered record (`redelivered`) when its record is at or
+    before that position, in the same partition (a customer's events are in
+    one partition, in order), and otherwise a duplicate sent in another record.
     """
 
     cart_id: str | None = None
     items: dict[str, int] = field(default_factory=dict)
     last_ts: float = 0.0
-    seen: dict[str, Position] = field(default_factory=dict)
+    seen: tuple[int, ...] = ()
+    position: Position = (-1, -1)
     # Suggested items shown to this customer: sku -> (times, window start).
     shown: dict[str, tuple[int, float]] = field(default_factory=dict)
 
@@ -40,21 +44,31 @@ class CartState:
             "items": self.items,
             "last_ts": self.last_ts,
             "seen": self.seen,
+            "position": self.position,
             "shown": self.shown,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CartState:
+        """Also reads the records written before fingerprints: `seen` an id -> position map."""
+        seen, position = data["seen"], data.get("position")
+        if isinstance(seen, dict):
+            position = list(seen.values())[-1] if seen else None
         return cls(
             cart_id=data["cart_id"],
             items={str(k): int(v) for k, v in data["items"].items()},
             last_ts=float(data["last_ts"]),
-            seen={eid: (int(pos[0]), int(pos[1])) for eid, pos in data["seen"].items()},
+            seen=tuple(remembered(held) for held in seen),
+            position=(-1, -1) if position is None else (int(position[0]), int(position[1])),
             shown={
                 sku: (int(entry[0]), float(entry[1]))
                 for sku, entry in data.get("shown", {}).items()
             },
         )
+
+    def redelivered(self, position: Position) -> bool:
+        """Whether the record at `position` is at or before the one applied last."""
+        return position[0] == self.position[0] and position[1] <= self.position[1]
 
 
 def apply_cart_event(
@@ -62,17 +76,18 @@ def apply_cart_event(
 ) -> tuple[CartState, bool]:
     """The cart after `event` and whether it was applied (False: event id seen before).
 
-    Adds and removals change quantities; `cart_cleared` empties the cart; a
-    new `cart_id` starts a new cart. A cart holds at most MAX_CART_ITEMS
-    distinct SKUs; adds beyond that leave the cart as it is.
+    `position` is the (partition, offset) of the event's record. Adds and
+    removals change quantities; `cart_cleared` empties the cart; a new
+    `cart_id` starts a new cart. A cart holds at most MAX_CART_ITEMS distinct
+    SKUs; adds beyond that leave the cart as it is.
     """
     current = state if state is not None else CartState()
-    if event.event_id in current.seen:
+    event_print = fingerprint(event.event_id)
+    if event_print in current.seen:
         return current, False
-    seen = dict(current.seen)
-    seen[event.event_id] = position
-    while len(seen) > MAX_REMEMBERED_EVENTS:
-        del seen[next(iter(seen))]
+    seen = (*current.seen, event_print)[-MAX_REMEMBERED_EVENTS:]
+    if current.redelivered(position):  # read again, yet new: its id was forgotten
+        position = current.position
     if event.cart_id is not None and event.cart_id != current.cart_id:
         current = CartState(cart_id=event.cart_id, shown=current.shown)
     if event.type == "cart_cleared":
@@ -81,6 +96,7 @@ def apply_cart_event(
                 cart_id=current.cart_id,
                 last_ts=max(current.last_ts, event.ts),
                 seen=seen,
+                position=position,
                 shown=current.shown,
             ),
             True,
@@ -96,4 +112,5 @@ def apply_cart_event(
             items[event.sku] = left
         else:
             items.pop(event.sku, None)
-    return replace(current, items=items, last_ts=max(current.last_ts, event.ts), seen=seen), True
+    last_ts = max(current.last_ts, event.ts)
+    return replace(current, items=items, last_ts=last_ts, seen=seen, position=position), True

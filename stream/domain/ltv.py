@@ -9,7 +9,8 @@ as `Decimal`.
 
 Idempotency: an order id seen before changes nothing (the most recent
 `MAX_REMEMBERED_ORDERS` orders are remembered, which also serves refunds),
-and so does a refund event id seen before.
+and so does a refund event id seen before. Ids are remembered by their
+`fingerprint`.
 
 Bounded: the first purchase day and the `MAX_PURCHASE_DAYS` - 1 latest are
 kept day by day; older repeat days are folded into a count and a sum
@@ -30,7 +31,13 @@ from typing import Any, Final
 import orjson
 
 from stream.domain.clv import LtvParams, Scores, score
-from stream.domain.events import SECONDS_PER_DAY, PurchaseEvent, format_ts
+from stream.domain.events import (
+    SECONDS_PER_DAY,
+    PurchaseEvent,
+    fingerprint,
+    format_ts,
+    remembered,
+)
 
 MAX_REMEMBERED_ORDERS: Final = 64
 MAX_PURCHASE_DAYS: Final = 64
@@ -66,8 +73,9 @@ class CustomerState:
     first_ts: float | None = None
     last_ts: float | None = None
     day_values: dict[int, Decimal] = field(default_factory=dict)
-    recent_orders: dict[str, OrderMemo] = field(default_factory=dict)
-    recent_refunds: tuple[str, ...] = ()
+    # Keyed by the order id's fingerprint; the refund event ids' fingerprints.
+    recent_orders: dict[int, OrderMemo] = field(default_factory=dict)
+    recent_refunds: tuple[int, ...] = ()
     owned: dict[str, float] = field(default_factory=dict)
     partition: int = -1
     # Repeat purchase days older than those in day_values (see the module doc).
@@ -81,10 +89,10 @@ class CustomerState:
             "first_ts": self.first_ts,
             "last_ts": self.last_ts,
             "day_values": {str(d): str(v) for d, v in self.day_values.items()},
-            "recent_orders": {
-                oid: [m.day, str(m.value), str(m.refunded), m.partition, m.offset]
+            "recent_orders": [
+                [oid, m.day, str(m.value), str(m.refunded), m.partition, m.offset]
                 for oid, m in self.recent_orders.items()
-            },
+            ],
             "recent_refunds": list(self.recent_refunds),
             "owned": dict(self.owned),
             "partition": self.partition,
@@ -101,10 +109,12 @@ class CustomerState:
             last_ts=data["last_ts"],
             day_values={int(d): Decimal(v) for d, v in data["day_values"].items()},
             recent_orders={
-                oid: OrderMemo(int(m[0]), Decimal(m[1]), Decimal(m[2]), int(m[3]), int(m[4]))
-                for oid, m in data["recent_orders"].items()
+                remembered(m[0]): OrderMemo(
+                    int(m[1]), Decimal(m[2]), Decimal(m[3]), int(m[4]), int(m[5])
+                )
+                for m in _memo_rows(data["recent_orders"])
             },
-            recent_refunds=tuple(data["recent_refunds"]),
+            recent_refunds=tuple(remembered(held) for held in data["recent_refunds"]),
             owned=_owned(data["owned"], data["first_ts"]),
             partition=int(data.get("partition", -1)),
             folded_days=int(data.get("folded_days", 0)),
@@ -112,9 +122,18 @@ class CustomerState:
         )
 
 
+def _memo_rows(memos: list[Any] | dict[str, Any]) -> list[Any]:
+    """`to_json`'s order rows; before fingerprints they were a map of order id -> row."""
+    if isinstance(memos, dict):
+        return [[oid, *row] for oid, row in memos.items()]
+    return memos
+
+
 # The packed form a worker holds in memory and writes to the changelog: one
 # flat JSON array without field names (about half the size of `to_json`'s).
-PACKED_VERSION: Final = 3  # 2: without the two folded fields (still read)
+# Versions still read: 3 and 2 hold the ids whole, not their fingerprints; 2
+# has no folded fields.
+PACKED_VERSION: Final = 4
 
 
 def pack(state: CustomerState) -> bytes:
@@ -160,7 +179,7 @@ def unpack(data: bytes) -> CustomerState:
     fields = orjson.loads(data)
     if fields[0] == 2:  # before the folded purchase days
         fields[-1:-1] = [0, "0"]
-    elif fields[0] != PACKED_VERSION:
+    elif fields[0] not in (3, PACKED_VERSION):
         return CustomerState.from_json(fields[1])
     _, orders, revenue, first_ts, last_ts, days, memos, refunds, owned, *rest = fields
     folded, folded_value, partition = rest
@@ -171,7 +190,7 @@ def unpack(data: bytes) -> CustomerState:
         last_ts=last_ts,
         day_values={days[i]: Decimal(days[i + 1]) for i in range(0, len(days), 2)},
         recent_orders={
-            memos[i]: OrderMemo(
+            remembered(memos[i]): OrderMemo(
                 memos[i + 1],
                 Decimal(memos[i + 2]),
                 Decimal(memos[i + 3]) if memos[i + 3] else ZERO,
@@ -180,7 +199,7 @@ def unpack(data: bytes) -> CustomerState:
             )
             for i in range(0, len(memos), 6)
         },
-        recent_refunds=tuple(refunds),
+        recent_refunds=tuple(remembered(held) for held in refunds),
         owned={owned[i]: float(owned[i + 1]) for i in range(0, len(owned), 2)},
         partition=partition,
         folded_days=folded,
@@ -190,7 +209,7 @@ def unpack(data: bytes) -> CustomerState:
 
 def packed_partition(data: bytes) -> int:
     """The partition of a packed state, read without unpacking it (its last field)."""
-    if data.startswith((b"[%d," % PACKED_VERSION, b"[2,")):
+    if data.startswith((b"[%d," % PACKED_VERSION, b"[3,", b"[2,")):
         return int(data[data.rindex(b",") + 1 : -1])
     return unpack(data).partition
 
@@ -227,13 +246,14 @@ def apply_order(
     `partition` and `offset` (the record's position) are remembered with the order.
     """
     current = state if state is not None else CustomerState()
-    if event.order_id in current.recent_orders:
+    order_print = fingerprint(event.order_id)
+    if order_print in current.recent_orders:
         return current, False
     value = event.total if event.total is not None else ZERO
     day = day_of(event.ts)
     days = _with_day_value(current, day, value)
     recent = dict(current.recent_orders)
-    recent[event.order_id] = OrderMemo(day=day, value=value, partition=partition, offset=offset)
+    recent[order_print] = OrderMemo(day=day, value=value, partition=partition, offset=offset)
     while len(recent) > MAX_REMEMBERED_ORDERS:
         del recent[next(iter(recent))]
     owned = remember_bought(current.owned, event.skus, event.ts)
@@ -263,8 +283,9 @@ def apply_refund(state: CustomerState | None, event: PurchaseEvent) -> tuple[Cus
     below zero, and a refund of an order that is not remembered changes nothing.
     """
     current = state if state is not None else CustomerState()
-    memo = current.recent_orders.get(event.order_id)
-    if memo is None or event.event_id in current.recent_refunds:
+    order_print, refund_print = fingerprint(event.order_id), fingerprint(event.event_id)
+    memo = current.recent_orders.get(order_print)
+    if memo is None or refund_print in current.recent_refunds:
         return current, False
     remaining = memo.value - memo.refunded
     wanted = event.total if event.total is not None else remaining
@@ -272,9 +293,9 @@ def apply_refund(state: CustomerState | None, event: PurchaseEvent) -> tuple[Cus
     if amount <= ZERO:
         return current, False
     recent = dict(current.recent_orders)
-    recent[event.order_id] = replace(memo, refunded=memo.refunded + amount)
+    recent[order_print] = replace(memo, refunded=memo.refunded + amount)
     days = _with_day_value(current, memo.day, -amount)
-    refunds = (*current.recent_refunds, event.event_id)[-MAX_REMEMBERED_REFUNDS:]
+    refunds = (*current.recent_refunds, refund_print)[-MAX_REMEMBERED_REFUNDS:]
     return (
         replace(
             current,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Final
 
-from stream.domain.events import SECONDS_PER_DAY, SubscriptionEvent
+from stream.domain.events import SECONDS_PER_DAY, SubscriptionEvent, fingerprint, remembered
 
 MAX_REMEMBERED_EVENTS: Final = 16
 
@@ -33,7 +33,7 @@ class SubscriptionState:
     renews_at: float | None = None
     status: str = "active"
     updated_ts: float = 0.0
-    recent_events: tuple[str, ...] = ()
+    recent_events: tuple[int, ...] = ()  # the latest event ids' fingerprints
     fired: tuple[int, ...] = ()
     partition: int = -1
     cycle_ts: float = 0.0  # event time of the event that set the current renews_at
@@ -63,7 +63,7 @@ class SubscriptionState:
             renews_at=data["renews_at"],
             status=data["status"],
             updated_ts=data["updated_ts"],
-            recent_events=tuple(data["recent_events"]),
+            recent_events=tuple(remembered(held) for held in data["recent_events"]),
             fired=tuple(int(w) for w in data.get("fired", ())),
             partition=int(data.get("partition", -1)),
             cycle_ts=float(data.get("cycle_ts", 0.0)),
@@ -79,7 +79,8 @@ def apply_subscription_event(
     sets the status to cancelled, any other type to active.
     """
     current = state if state is not None else SubscriptionState(customer_id=event.customer_id)
-    if event.event_id in current.recent_events:
+    event_print = fingerprint(event.event_id)
+    if event_print in current.recent_events:
         return current, False
     renews_at = event.renews_at if event.renews_at is not None else current.renews_at
     return (
@@ -96,7 +97,7 @@ def apply_subscription_event(
             partition=partition if partition >= 0 else current.partition,
             status="cancelled" if event.type == "subscription_cancelled" else "active",
             updated_ts=max(current.updated_ts, event.ts),
-            recent_events=(*current.recent_events, event.event_id)[-MAX_REMEMBERED_EVENTS:],
+            recent_events=(*current.recent_events, event_print)[-MAX_REMEMBERED_EVENTS:],
         ),
         True,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import orjson
 import pytest
 
@@ -12,7 +14,7 @@ from stream.domain.carts import (
     Position,
     apply_cart_event,
 )
-from stream.domain.events import CartEvent
+from stream.domain.events import CartEvent, fingerprint
 
 T0 = 1_795_425_300.0  # 2026-11-23T09:15:00Z
 
@@ -71,23 +73,31 @@ def test_quantities(events: list[CartEvent], items: dict[str, int]) -> None:
     assert state.cart_id == "k1"
 
 
+def prints(*event_ids: str) -> tuple[int, ...]:
+    return tuple(fingerprint(event_id) for event_id in event_ids)
+
+
 def test_first_event_records_cart_id_ts_and_position() -> None:
-    """The first event sets cart_id, last_ts and seen[event_id] = its (partition, offset)."""
+    """The first event sets cart_id, last_ts, its id's fingerprint and its (partition, offset)."""
     state, applied = apply_cart_event(None, add("e1", "a", 2, ts=T0), (3, 17))
     assert applied is True
-    assert state == CartState(cart_id="k1", items={"a": 2}, last_ts=T0, seen={"e1": (3, 17)})
+    assert state == CartState(
+        cart_id="k1", items={"a": 2}, last_ts=T0, seen=prints("e1"), position=(3, 17)
+    )
 
 
 def test_default_position() -> None:
-    """Without a position, seen records (-1, -1)."""
+    """Without a position, the cart records (-1, -1)."""
     state, _ = apply_cart_event(None, add("e1", "a"))
-    assert state.seen == {"e1": (-1, -1)}
+    assert (state.seen, state.position) == (prints("e1"), (-1, -1))
 
 
 def test_clear_keeps_cart_id_and_seen() -> None:
     """cart_cleared keeps the cart id and the remembered event ids."""
     state = fold(add("e1", "a"), clear("e2", ts=T0 + 5))
-    assert state == CartState(cart_id="k1", last_ts=T0 + 5, seen={"e1": (0, 0), "e2": (0, 1)})
+    assert state == CartState(
+        cart_id="k1", last_ts=T0 + 5, seen=prints("e1", "e2"), position=(0, 1)
+    )
 
 
 @pytest.mark.parametrize(
@@ -110,7 +120,7 @@ def test_new_cart_id_starts_a_new_cart(
     state = fold(add("e1", "a", 2, cart_id="k1"), event)
     assert (state.cart_id, state.items) == (cart_id, items)
     # The duplicate memory survives the reset.
-    assert set(state.seen) == {"e1", "e9"}
+    assert state.seen == prints("e1", "e9")
 
 
 def test_cart_without_cart_id() -> None:
@@ -135,7 +145,7 @@ def test_max_cart_items() -> None:
     state, applied = apply_cart_event(full, add("extra", "new-sku"))
     # Applied (remembered as seen) but the cart is as it was.
     assert applied is True
-    assert "extra" in state.seen
+    assert fingerprint("extra") in state.seen
     assert state.items == full.items
     # A SKU already in the cart can still grow: 1 + 4 = 5.
     state, _ = apply_cart_event(full, add("more", "s000", 4))
@@ -155,7 +165,10 @@ def test_duplicate_event_id_is_not_applied() -> None:
     assert applied is False
     assert again is state
     assert again.items == {"a": 2}
-    assert again.seen == {"e1": (1, 10)}
+    assert (again.seen, again.position) == (prints("e1"), (1, 10))
+    # The record at (1, 10) again is a redelivery; (1, 11) is another record.
+    assert again.redelivered((1, 10)) is True
+    assert again.redelivered((1, 11)) is False
 
 
 @pytest.mark.parametrize(
@@ -174,21 +187,23 @@ def test_seen_evicts_the_oldest_event_ids() -> None:
     state = fold(*(add(f"e{n}", "a") for n in range(33)))
     assert state.items == {"a": 33}
     assert len(state.seen) == 32
-    assert next(iter(state.seen)) == "e1"
-    assert state.seen["e32"] == (0, 32)
+    assert state.seen == prints(*(f"e{n}" for n in range(1, 33)))
+    assert state.position == (0, 32)
     # e1 is remembered, e0 is not: e0 counts again (33 + 1 = 34).
     assert apply_cart_event(state, add("e1", "a"))[1] is False
     again, applied = apply_cart_event(state, add("e0", "a"), (0, 99))
     assert applied is True
     assert again.items == {"a": 34}
-    assert "e1" not in again.seen  # the oldest, e1, makes room for e0
+    assert fingerprint("e1") not in again.seen  # the oldest, e1, makes room for e0
 
 
 def test_apply_does_not_mutate_the_old_state() -> None:
     """apply_cart_event returns a new state and leaves the given one as it was."""
     state = fold(add("e1", "a"))
     apply_cart_event(state, add("e2", "a"), (0, 1))
-    assert state == CartState(cart_id="k1", items={"a": 1}, last_ts=T0, seen={"e1": (0, 0)})
+    assert state == CartState(
+        cart_id="k1", items={"a": 1}, last_ts=T0, seen=prints("e1"), position=(0, 0)
+    )
 
 
 SHOWN = {"x": (2, T0 - 60.0), "y": (1, T0)}
@@ -230,10 +245,108 @@ def test_from_json_without_shown() -> None:
 
 
 @pytest.mark.parametrize(
-    "seen",
-    [{}, {"e1": (0, 0)}, {"e1": (2, 5), "e2": (3, 1_000_000)}],
+    ("seen", "position"),
+    [((), (-1, -1)), (prints("e1"), (0, 0)), (prints("e1", "e2"), (3, 1_000_000))],
 )
-def test_json_round_trip(seen: dict[str, Position]) -> None:
-    """CartState.from_json(to_json()) gives back tuples for positions."""
-    state = CartState(cart_id="k1", items={"a": 2, "b": 1}, last_ts=T0, seen=seen)
-    assert CartState.from_json(state.to_json()) == state
+def test_json_round_trip(seen: tuple[int, ...], position: Position) -> None:
+    """CartState.from_json(to_json()) gives back the fingerprints and a tuple for the position."""
+    state = CartState(
+        cart_id="k1", items={"a": 2, "b": 1}, last_ts=T0, seen=seen, position=position
+    )
+    data = orjson.loads(orjson.dumps(state.to_json()))  # as it travels
+    back = CartState.from_json(data)
+    assert back == state
+    assert type(back.position) is tuple
+
+
+def test_from_json_reads_a_cart_written_with_whole_ids() -> None:
+    """A record from before fingerprints (seen: id -> position) loads as the same cart would be.
+
+    Its ids become fingerprints, oldest first, and the position of the last
+    one is the last applied record's: a worker upgraded in place recognises
+    the events its changelog remembers.
+    """
+    old = {
+        "cart_id": "k1",
+        "items": {"a": 2},
+        "last_ts": T0,
+        "seen": {"e1": [2, 5], "e2": [2, 9]},
+        "shown": {},
+    }
+    state = CartState.from_json(old)
+    assert state == CartState(
+        cart_id="k1", items={"a": 2}, last_ts=T0, seen=prints("e1", "e2"), position=(2, 9)
+    )
+    assert apply_cart_event(state, add("e2", "a"), (2, 9)) == (state, False)
+    assert state.redelivered((2, 9)) and not state.redelivered((2, 10))
+
+
+def test_redelivered_means_at_or_before_the_furthest_record_applied_in_its_partition() -> None:
+    """A customer's records come in one partition, in order: the furthest applied bounds them."""
+    state = fold(add("e1", "a"), add("e2", "b"))  # records (0, 0) and (0, 1)
+    assert [state.redelivered((0, n)) for n in (0, 1, 2)] == [True, True, False]
+    assert state.redelivered((1, 0)) is False  # another partition: not this cart's records
+
+
+def _reference(
+    records: list[tuple[str, Position]],
+) -> list[tuple[bool, bool]]:
+    """(applied, a redelivered record) for each record, as the cart decided with ids held whole.
+
+    Before fingerprints, a cart kept each of its 32 latest event ids with the
+    position of the record that applied it: a record was redelivered when its
+    id was kept with its own position.
+    """
+    seen: dict[str, Position] = {}
+    decided = []
+    for event_id, position in records:
+        if event_id in seen:
+            decided.append((False, seen[event_id] == position))
+            continue
+        seen[event_id] = position
+        while len(seen) > MAX_REMEMBERED_EVENTS:
+            del seen[next(iter(seen))]
+        decided.append((True, False))
+    return decided
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_decisions_match_ids_held_whole(seed: int) -> None:
+    """Against the cart that kept ids whole: the same events applied, the same redeliveries.
+
+    Random streams of one customer's records in one partition: new events,
+    duplicates of recent ones sent in later records, and consumers that
+    crash and read again from an earlier offset. The one difference allowed
+    (README, "Delivery is at-least-once"): a duplicate's record read again
+    after later records were applied counts as redelivered here, so an add
+    is answered again (with the same ids) where it used to be ignored.
+    """
+    rng = random.Random(seed)
+    log: list[str] = []  # the partition: event id at each offset
+    for _ in range(rng.randint(1, 120)):
+        if log and rng.random() < 0.2:
+            log.append(rng.choice(log[-40:]))  # a duplicate sent again
+        else:
+            log.append(f"e{len(log)}-{rng.getrandbits(32):x}")
+    reads: list[int] = []  # offsets in the order a consumer reads them
+    offset = 0
+    while offset < len(log):
+        reads.append(offset)
+        offset += 1
+        if rng.random() < 0.05:
+            offset = max(0, offset - rng.randint(1, 10))  # a crash: read again from a commit
+    records = [(log[n], (4, n)) for n in reads]
+    expected = _reference(records)
+    state: CartState | None = None
+    furthest = -1
+    for (event_id, position), (applied_before, redelivered_before) in zip(
+        records, expected, strict=True
+    ):
+        state, applied = apply_cart_event(state, add(event_id, "a"), position)
+        assert applied is applied_before
+        read_again, furthest = position[1] <= furthest, max(furthest, position[1])
+        if not applied:
+            if redelivered_before:
+                assert state.redelivered(position) is True
+            elif not read_again:  # a duplicate sent in a later record: ignored, as before
+                assert state.redelivered(position) is False

@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.domain.events import OrderLine, PurchaseEvent, format_ts, parse_ts
+from stream.domain.events import (
+    FINGERPRINT_BITS,
+    OrderLine,
+    PurchaseEvent,
+    fingerprint,
+    format_ts,
+    parse_ts,
+    remembered,
+)
 
 # 2026-11-23 is day 20,780 after 1970-01-01 (56 years * 365 + 14 leap days + 326 days
 # into 2026); 20,780 * 86,400 + 9 h 15 min (33,300 s) = 1,795,425,300.
@@ -118,3 +126,30 @@ def test_purchase_skus_are_distinct_in_first_seen_order() -> None:
         total=Decimal(5),
     )
     assert event.skus == ("b", "a", "c")
+
+
+# --- fingerprint -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event_id", "expected"),
+    [
+        ("evt-000001", 614_739_546_035),
+        ("3f6d1c2e-8b1a-4c43-9a57-1d2f0e6b7a90", 310_105_342_792),
+        ("é", 357_132_114_213),
+    ],
+)
+def test_fingerprint_is_the_same_in_every_process_and_version(event_id: str, expected: int) -> None:
+    """Changelog records hold fingerprints: a recovering worker, another process or the next
+    release must compute the same ones: blake2b of the UTF-8 id with a 5-byte digest, as
+    `int(hashlib.blake2b(event_id.encode(), digest_size=5).hexdigest(), 16)` gives."""
+    assert fingerprint(event_id) == expected
+
+
+@given(st.text())
+def test_fingerprint_is_40_bits_and_remembered_reads_both_forms(event_id: str) -> None:
+    """A fingerprint fits 40 bits; a record's id, whole (older records) or not, reads as one."""
+    print_ = fingerprint(event_id)
+    assert 0 <= print_ < 2**FINGERPRINT_BITS
+    assert remembered(event_id) == print_
+    assert remembered(print_) == print_

@@ -11,7 +11,7 @@ import pytest
 
 from stream.config import load_ltv_params
 from stream.domain.clv import Scores, score
-from stream.domain.events import OrderLine, PurchaseEvent
+from stream.domain.events import OrderLine, PurchaseEvent, fingerprint
 from stream.domain.ltv import (
     MAX_OWNED_ITEMS,
     MAX_PURCHASE_DAYS,
@@ -105,7 +105,9 @@ def test_apply_order_first_order() -> None:
         first_ts=T0 + 60,
         last_ts=T0 + 60,
         day_values={D0: Decimal("12.50")},
-        recent_orders={"o1": OrderMemo(day=D0, value=Decimal("12.50"), partition=3, offset=41)},
+        recent_orders={
+            fingerprint("o1"): OrderMemo(day=D0, value=Decimal("12.50"), partition=3, offset=41)
+        },
         owned={"a": T0 + 60, "b": T0 + 60},
         partition=3,
     )
@@ -167,7 +169,7 @@ def test_apply_order_does_not_mutate_the_old_state() -> None:
     state, _ = apply_order(None, order("o1", T0, "10.00"))
     apply_order(state, order("o2", T0, "5.00"))
     assert state.day_values == {D0: Decimal("10.00")}
-    assert list(state.recent_orders) == ["o1"]
+    assert list(state.recent_orders) == [fingerprint("o1")]
 
 
 def test_apply_order_owned_maps_each_sku_to_its_latest_purchase() -> None:
@@ -227,8 +229,8 @@ def test_apply_order_remembers_the_last_orders_only() -> None:
     assert MAX_REMEMBERED_ORDERS == 64
     state = fold(*(order(f"o{n}", T0 + n, "1") for n in range(65)))
     assert len(state.recent_orders) == 64
-    assert "o0" not in state.recent_orders
-    assert "o1" in state.recent_orders
+    assert fingerprint("o0") not in state.recent_orders
+    assert fingerprint("o1") in state.recent_orders
     # o1 is still remembered: a no-op; o0 was evicted: counted again (orders 65 + 1 = 66).
     assert apply_order(state, order("o1", T0 + 1, "1"))[1] is False
     again, changed = apply_order(state, order("o0", T0, "1"))
@@ -268,10 +270,10 @@ def test_apply_refund(
         state, changed = apply_refund(state, refund(event_id, "o1", total))
         assert changed is True
     assert state.revenue == Decimal(revenue)
-    assert state.recent_orders["o1"].refunded == Decimal(o1_refunded)
+    assert state.recent_orders[fingerprint("o1")].refunded == Decimal(o1_refunded)
     assert state.day_values == {D0: Decimal(day0), D0 + 3: Decimal("20.00")}
     assert state.orders == 2  # a refund does not un-count the order
-    assert state.recent_refunds == tuple(event_id for event_id, _ in refunds)
+    assert state.recent_refunds == tuple(fingerprint(event_id) for event_id, _ in refunds)
 
 
 def test_apply_refund_of_a_fully_refunded_order_is_a_no_op() -> None:
@@ -317,8 +319,8 @@ def test_apply_refund_remembers_the_last_refund_ids_only() -> None:
         state, changed = apply_refund(state, refund(f"r{n}", "o1", "0.01"))
         assert changed is True
     assert len(state.recent_refunds) == 64
-    assert state.recent_refunds[0] == "r1"
-    assert state.recent_refunds[-1] == "r64"
+    assert state.recent_refunds[0] == fingerprint("r1")
+    assert state.recent_refunds[-1] == fingerprint("r64")
     assert state.revenue == Decimal("99.35")  # 100.00 - 65 * 0.01
 
 
@@ -503,6 +505,25 @@ def test_unpack_reads_version_2_records() -> None:
     version_2 = orjson.dumps([2, *fields[1:-3], fields[-1]])
     assert unpack(version_2) == replace(state, partition=4)
     assert packed_partition(version_2) == 4
+
+
+def test_unpack_reads_records_that_hold_ids_whole() -> None:
+    """Records from before fingerprints (version 3, and the named form) hold order and refund
+    ids whole: they load as the fingerprints a new record holds."""
+    state = fold(*HISTORY, refund("r1", "c", "5.00"))
+    whole = {fingerprint(event.order_id): event.order_id for event in HISTORY}
+    fields = orjson.loads(pack(state))
+    memos = fields[6]
+    for i in range(0, len(memos), 6):
+        memos[i] = whole[memos[i]]
+    fields[7] = ["r1"]
+    version_3 = orjson.dumps([3, *fields[1:]])
+    assert unpack(version_3) == state
+    assert packed_partition(version_3) == state.partition
+    named = state.to_json()
+    named["recent_orders"] = {whole[row[0]]: row[1:] for row in named["recent_orders"]}
+    named["recent_refunds"] = ["r1"]
+    assert unpack(orjson.dumps(["CustomerState", named])) == state
 
 
 def many_days(count: int) -> list[PurchaseEvent]:

@@ -15,6 +15,7 @@ from faust.types import TP
 from stream.domain.carts import CartState
 from stream.domain.contacts import ContactState
 from stream.domain.cooccurrence import BasketCount, ItemRow
+from stream.domain.events import fingerprint
 from stream.domain.ltv import CustomerState, OrderMemo, pack
 from stream.domain.subscriptions import SubscriptionState
 from stream.state import (
@@ -42,11 +43,11 @@ STATES: list[Any] = [
         last_ts=T0 + 86_400.123,
         day_values={20_780: Decimal("0.30"), 20_781: Decimal("-0.0499999")},
         recent_orders={
-            "o1": OrderMemo(20_780, Decimal("0.10"), Decimal("0.05"), 2, 41),
-            "o2": OrderMemo(20_780, Decimal("0.20")),
-            "o3": OrderMemo(20_781, Decimal("1E-7"), Decimal(0), 0, 1_000_000_007),
+            fingerprint("o1"): OrderMemo(20_780, Decimal("0.10"), Decimal("0.05"), 2, 41),
+            fingerprint("o2"): OrderMemo(20_780, Decimal("0.20")),
+            fingerprint("o3"): OrderMemo(20_781, Decimal("1E-7"), Decimal(0), 0, 1_000_000_007),
         },
-        recent_refunds=("r1",),
+        recent_refunds=(fingerprint("r1"),),
         owned={"sku-é": T0, "b": T0 - 86_400.5},
     ),
     CartState(),
@@ -54,7 +55,8 @@ STATES: list[Any] = [
         cart_id="k1",
         items={"a": 2, "b": 1},
         last_ts=T0,
-        seen={"e1": (0, 0), "e2": (3, 9)},
+        seen=(fingerprint("e1"), fingerprint("e2")),
+        position=(3, 9),
         shown={"c": (2, T0 - 60.0), "d": (1, T0)},
     ),
     ItemRow(),
@@ -78,7 +80,7 @@ STATES: list[Any] = [
         renews_at=T0 + 30 * 86_400,
         status="cancelled",
         updated_ts=T0,
-        recent_events=("e1", "e2"),
+        recent_events=(fingerprint("e1"), fingerprint("e2")),
     ),
     ContactState(),
     ContactState(
@@ -137,8 +139,9 @@ def test_customer_state_money_and_days_keep_their_types() -> None:
     assert back.day_values == {20_780: Decimal("0.30"), 20_781: Decimal("-0.0499999")}
     assert [str(v) for v in back.day_values.values()] == ["0.30", "-0.0499999"]
     assert all(type(day) is int for day in back.day_values)
-    assert back.recent_orders["o1"] == OrderMemo(20_780, Decimal("0.10"), Decimal("0.05"), 2, 41)
-    assert str(back.recent_orders["o3"].value) == "1E-7"
+    memos = back.recent_orders
+    assert memos[fingerprint("o1")] == OrderMemo(20_780, Decimal("0.10"), Decimal("0.05"), 2, 41)
+    assert str(memos[fingerprint("o3")].value) == "1E-7"
     assert back.last_ts == T0 + 86_400.123
     assert back.owned == {"sku-é": T0, "b": T0 - 86_400.5}
 
@@ -153,10 +156,11 @@ def test_item_row_partition_keys_come_back_as_ints() -> None:
 
 
 def test_cart_positions_come_back_as_tuples() -> None:
-    """CartState.seen positions are (partition, offset) tuples again after the trip."""
+    """CartState's fingerprints and its (partition, offset) are tuples again after the trip."""
     back = StateCodec()._loads(StateCodec()._dumps(STATES[3]))
-    assert back.seen == {"e1": (0, 0), "e2": (3, 9)}
-    assert all(type(pos) is tuple for pos in back.seen.values())
+    assert back.seen == (fingerprint("e1"), fingerprint("e2"))
+    assert back.position == (3, 9)
+    assert type(back.seen) is tuple and type(back.position) is tuple
 
 
 def test_cart_shown_entries_come_back_as_tuples() -> None:
@@ -265,7 +269,9 @@ def packed_carts(table: Table, kept: int = 2) -> Packed[CartState]:
     return Packed(table, table.put, kept)
 
 
-CART = CartState(cart_id="k1", items={"a": 1}, last_ts=T0, seen={"e1": (0, 3)})
+CART = CartState(
+    cart_id="k1", items={"a": 1}, last_ts=T0, seen=(fingerprint("e1"),), position=(0, 3)
+)
 
 
 def test_packed_codecs_pack_states_and_keep_bytes_as_they_are() -> None:
@@ -365,7 +371,8 @@ def carts_of(n: int) -> list[bytes]:
                 cart_id=f"cart-{k:06d}",
                 items={f"sku-{(k * 7 + j) % 40:03d}": 1 + j for j in range(k % 4)},
                 last_ts=T0 + k,
-                seen={f"evt-{k:06d}-{j}": (k % 8, 100 * k + j) for j in range(6)},
+                seen=tuple(fingerprint(f"evt-{k:06d}-{j}") for j in range(6)),
+                position=(k % 8, 100 * k + 5),
                 shown={f"sku-{(k + j) % 40:03d}": (1 + j % 2, T0 + k - j) for j in range(8)},
             )
         )

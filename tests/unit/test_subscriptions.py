@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from stream.domain.events import SubscriptionEvent
+from stream.domain.events import SubscriptionEvent, fingerprint
 from stream.domain.subscriptions import (
     MAX_REMEMBERED_EVENTS,
     SubscriptionState,
@@ -52,7 +52,7 @@ STARTED_STATE = SubscriptionState(
     renews_at=RENEWS,
     status="active",
     updated_ts=T0,
-    recent_events=("e1",),
+    recent_events=(fingerprint("e1"),),
     cycle_ts=T0,  # the event that set renews_at
 )
 
@@ -99,7 +99,7 @@ def test_later_events_change_what_they_carry(
         expected
     )
     assert state.updated_ts == T0 + 10
-    assert state.recent_events == ("e1", "e2")
+    assert state.recent_events == (fingerprint("e1"), fingerprint("e2"))
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,11 @@ def test_first_event_may_be_other_than_started() -> None:
     )
     assert changed is True
     assert state == SubscriptionState(
-        customer_id="c1", renews_at=RENEWS, updated_ts=T0, recent_events=("e5",), cycle_ts=T0
+        customer_id="c1",
+        renews_at=RENEWS,
+        updated_ts=T0,
+        recent_events=(fingerprint("e5"),),
+        cycle_ts=T0,
     )
 
 
@@ -147,8 +151,8 @@ def test_recent_events_are_bounded() -> None:
         state, changed = apply_subscription_event(state, event(f"e{n}", "subscription_renewed"))
         assert changed is True
     assert len(state.recent_events) == 16
-    assert state.recent_events[0] == "e2"
-    assert state.recent_events[-1] == "e17"
+    assert state.recent_events[0] == fingerprint("e2")
+    assert state.recent_events[-1] == fingerprint("e17")
     assert apply_subscription_event(state, event("e2", "subscription_cancelled"))[1] is False
     again, changed = apply_subscription_event(state, event("e1", "subscription_cancelled"))
     assert (changed, again.status) == (True, "cancelled")
@@ -166,6 +170,15 @@ def test_recent_events_are_bounded() -> None:
 def test_json_round_trip(state: SubscriptionState) -> None:
     """SubscriptionState.from_json(to_json()) gives back the same state, price as Decimal."""
     assert SubscriptionState.from_json(state.to_json()) == state
+
+
+def test_json_with_event_ids_whole() -> None:
+    """A state written before fingerprints holds its event ids whole: they load as fingerprints."""
+    data = STARTED_STATE.to_json()
+    data["recent_events"] = ["e1"]
+    state = SubscriptionState.from_json(data)
+    assert state == STARTED_STATE
+    assert apply_subscription_event(state, STARTED) == (state, False)
 
 
 def test_json_without_fired_partition_or_cycle_ts() -> None:
