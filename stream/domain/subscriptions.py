@@ -4,11 +4,11 @@ A subscription's cycle is its current `renews_at`. A `renewal_approaching`
 trigger fires once per cycle and window (STREAM_RENEWAL_WINDOWS_DAYS, e.g.
 14 and 3 days) when event time passes renews_at minus the window; never for
 a cancelled subscription, never for a renewal date that has been replaced
-(a renewal or a change of date starts a new cycle), never once renews_at
-Each window fires at its own opening time, and the windows of a cycle that
-opened before the event that replaced or cancelled it fire before that
-event is applied: the triggers are a function of the events alone, not of
-how fast they are read.
+(a renewal or a change of date starts a new cycle); still, once event time
+has passed renews_at itself, if it had not fired yet. Each window fires at
+its own opening time, and the windows of a cycle that opened before the
+event that replaced or cancelled it fire before that event is applied: the
+triggers are a function of the events alone, not of how fast they are read.
 """
 
 from __future__ import annotations
