@@ -98,7 +98,6 @@ from stream.domain.events import (
     Event,
     PurchaseEvent,
     SubscriptionEvent,
-    fingerprint,
     format_ts,
 )
 from stream.domain.ltv import (
@@ -107,6 +106,7 @@ from stream.domain.ltv import (
     apply_refund,
     customer_scores,
     ltv_record,
+    order_redelivered,
     packed_partition,
 )
 from stream.domain.population import Population
@@ -602,7 +602,9 @@ async def _on_purchase_event(event: EventT[bytes], order: PurchaseEvent) -> None
         state, changed = apply_order(before, order, event.message.partition, event.message.offset)
     else:
         state, changed = apply_refund(before, order)
-    redelivered = not changed and _is_redelivery(state, order, event)
+    redelivered = not changed and order_redelivered(
+        state, order, event.message.partition, event.message.offset
+    )
     if changed:
         await customer_states.put(cid, state)
     if changed or redelivered:
@@ -611,20 +613,6 @@ async def _on_purchase_event(event: EventT[bytes], order: PurchaseEvent) -> None
 
 # Each input topic's per-event handler, as its agent runs it (and `bench handlers`, without Kafka).
 handle_purchase = valid_only(T.purchase, decode_purchase, "track_orders", _on_purchase_event)
-
-
-def _is_redelivery(state: CustomerState, order: PurchaseEvent, event: EventT[bytes]) -> bool:
-    """The same record again (same partition and offset), as after a crash.
-
-    Its outputs are sent again (they are idempotent downstream); a different
-    record with a known order id is a duplicate and sends nothing.
-    """
-    memo = state.recent_orders.get(fingerprint(order.order_id))
-    return (
-        order.type == "order_completed"
-        and memo is not None
-        and (memo.partition, memo.offset) == (event.message.partition, event.message.offset)
-    )
 
 
 async def _emit_order_outputs(
@@ -811,10 +799,10 @@ async def _publish_row(sku: str, row: ItemRow) -> bool:
             sku, row, _total_baskets(row.partition), index.weighted, settings.max_suggestions, decay
         )
     )
-    fingerprint = hash(record)
-    if _published.get(sku) == fingerprint:
+    digest = hash(record)
+    if _published.get(sku) == digest:
         return False
-    _published[sku] = fingerprint
+    _published[sku] = digest
     await publish(item_neighbors_topic, sku.encode(), record)
     return True
 
@@ -1048,7 +1036,7 @@ async def track_subscriptions(stream: faust.StreamT[bytes]) -> None:
 async def _on_subscription_event(event: EventT[bytes], change: SubscriptionEvent) -> None:
     sid = change.subscription_id
     before: SubscriptionState | None = subscriptions.get(sid)
-    if before is not None and fingerprint(change.event_id) not in before.recent_events:
+    if before is not None and not before.has_seen(change.event_id):
         # Windows of the current cycle that opened before this event fire
         # first: a renewal, a new date or a cancellation replaces the cycle.
         opened, before = due_windows(before, change.ts, settings.renewal_windows_days)

@@ -18,18 +18,19 @@ class CartState:
     """SKU -> quantity in the open cart, the storefront's cart id, recent event ids.
 
     `seen` holds the `fingerprint`s of the last MAX_REMEMBERED_EVENTS event
-    ids applied, oldest first; `position` is the (partition, offset) of the
-    furthest record applied. An event whose id is seen is not applied again;
-    it is a redelivered record (`redelivered`) when its record is at or
-    before that position, in the same partition (a customer's events are in
-    one partition, in order), and otherwise a duplicate sent in another record.
+    ids applied, oldest first; `furthest` maps each partition the cart's
+    events came from (one, unless the topic's partitions changed) to the
+    offset of the furthest record applied from it. An event whose id is seen
+    is not applied again; it is a redelivered record (`redelivered`) when
+    its record is at or before the furthest of its partition (a partition's
+    records come in order), and otherwise a duplicate sent in another record.
     """
 
     cart_id: str | None = None
     items: dict[str, int] = field(default_factory=dict)
     last_ts: float = 0.0
     seen: tuple[int, ...] = ()
-    position: Position = (-1, -1)
+    furthest: dict[int, int] = field(default_factory=dict)
     # Suggested items shown to this customer: sku -> (times, window start).
     shown: dict[str, tuple[int, float]] = field(default_factory=dict)
 
@@ -37,29 +38,32 @@ class CartState:
         """The fields for orjson, which writes the tuples as arrays.
 
         The state's own mappings, not copies (a state is never changed; copying
-        them was most of the cost of writing a cart, which every add does).
+        them was most of the cost of writing a cart, which every add does),
+        but for `furthest`, whose keys JSON writes as text.
         """
         return {
             "cart_id": self.cart_id,
             "items": self.items,
             "last_ts": self.last_ts,
             "seen": self.seen,
-            "position": self.position,
+            "furthest": {str(partition): offset for partition, offset in self.furthest.items()},
             "shown": self.shown,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CartState:
         """Also reads the records written before fingerprints: `seen` an id -> position map."""
-        seen, position = data["seen"], data.get("position")
+        seen, furthest = data["seen"], data.get("furthest", {})
         if isinstance(seen, dict):
-            position = list(seen.values())[-1] if seen else None
+            furthest = {}
+            for partition, offset in seen.values():
+                furthest[partition] = max(offset, furthest.get(partition, offset))
         return cls(
             cart_id=data["cart_id"],
             items={str(k): int(v) for k, v in data["items"].items()},
             last_ts=float(data["last_ts"]),
             seen=tuple(remembered(held) for held in seen),
-            position=(-1, -1) if position is None else (int(position[0]), int(position[1])),
+            furthest={int(partition): int(offset) for partition, offset in furthest.items()},
             shown={
                 sku: (int(entry[0]), float(entry[1]))
                 for sku, entry in data.get("shown", {}).items()
@@ -67,8 +71,9 @@ class CartState:
         )
 
     def redelivered(self, position: Position) -> bool:
-        """Whether the record at `position` is at or before the one applied last."""
-        return position[0] == self.position[0] and position[1] <= self.position[1]
+        """Whether the record at `position` is at or before the furthest of its partition."""
+        furthest = self.furthest.get(position[0])
+        return furthest is not None and position[1] <= furthest
 
 
 def apply_cart_event(
@@ -86,8 +91,11 @@ def apply_cart_event(
     if event_print in current.seen:
         return current, False
     seen = (*current.seen, event_print)[-MAX_REMEMBERED_EVENTS:]
-    if current.redelivered(position):  # read again, yet new: its id was forgotten
-        position = current.position
+    # A record at or before the furthest is one read again whose id was
+    # forgotten (more than MAX_REMEMBERED_EVENTS ago): the furthest stays.
+    furthest = current.furthest
+    if not current.redelivered(position):
+        furthest = {**furthest, position[0]: position[1]}
     if event.cart_id is not None and event.cart_id != current.cart_id:
         current = CartState(cart_id=event.cart_id, shown=current.shown)
     if event.type == "cart_cleared":
@@ -96,7 +104,7 @@ def apply_cart_event(
                 cart_id=current.cart_id,
                 last_ts=max(current.last_ts, event.ts),
                 seen=seen,
-                position=position,
+                furthest=furthest,
                 shown=current.shown,
             ),
             True,
@@ -113,4 +121,4 @@ def apply_cart_event(
         else:
             items.pop(event.sku, None)
     last_ts = max(current.last_ts, event.ts)
-    return replace(current, items=items, last_ts=last_ts, seen=seen, position=position), True
+    return replace(current, items=items, last_ts=last_ts, seen=seen, furthest=furthest), True

@@ -115,13 +115,14 @@ def fingerprint(event_id: str) -> int:
 
     The state keeps the latest ids of each customer (a cart's 32 event ids,
     64 order ids, 64 refund ids) to tell a duplicate from a new event. Held
-    whole, a UUID costs about 20 bytes an id, compressed: more than a
-    customer's budget allows. A fingerprint is 5 bytes. It is blake2b's, so
-    every worker and every restart computes the same number (Python's `hash`
-    of a str is salted per process). Two different ids share a fingerprint
-    with probability 2**-40: a new event is taken for a duplicate at most
-    once in 2**40 / 64, about 17 billion, events of a customer whose 64
-    remembered ids are all held (README, "Delivery is at-least-once").
+    whole, a UUID costs about 20 bytes an id even compressed: more than a
+    customer's budget allows. It is blake2b's, so every worker and every
+    restart computes the same number (Python's `hash` of a str is salted
+    per process). Two different ids share a fingerprint with probability
+    2**-40: a new event is taken for a duplicate (or a refund of an order
+    not remembered for one that is) at most once in 2**40 / 64, about 17
+    billion, events of a customer whose 64 remembered ids are all held
+    (README, "Delivery is at-least-once").
     """
     digest = blake2b(event_id.encode(), digest_size=FINGERPRINT_BITS // 8).digest()
     return int.from_bytes(digest, "big")

@@ -275,6 +275,22 @@ def apply_order(
     )
 
 
+def order_redelivered(
+    state: CustomerState, event: PurchaseEvent, partition: int, offset: int
+) -> bool:
+    """Whether `event` comes in the record that counted its order, read again (after a crash).
+
+    Its outputs are sent again (they are idempotent downstream); another
+    record with a known order id is a duplicate and sends nothing.
+    """
+    memo = state.recent_orders.get(fingerprint(event.order_id))
+    return (
+        event.type == "order_completed"
+        and memo is not None
+        and (memo.partition, memo.offset) == (partition, offset)
+    )
+
+
 def apply_refund(state: CustomerState | None, event: PurchaseEvent) -> tuple[CustomerState, bool]:
     """Take a refund off the order's value and the revenue; return (state, changed).
 

@@ -69,6 +69,10 @@ class SubscriptionState:
             cycle_ts=float(data.get("cycle_ts", 0.0)),
         )
 
+    def has_seen(self, event_id: str) -> bool:
+        """Whether an event with this id was applied (among the MAX_REMEMBERED_EVENTS latest)."""
+        return fingerprint(event_id) in self.recent_events
+
 
 def apply_subscription_event(
     state: SubscriptionState | None, event: SubscriptionEvent, partition: int = -1

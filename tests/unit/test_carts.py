@@ -78,25 +78,25 @@ def prints(*event_ids: str) -> tuple[int, ...]:
 
 
 def test_first_event_records_cart_id_ts_and_position() -> None:
-    """The first event sets cart_id, last_ts, its id's fingerprint and its (partition, offset)."""
+    """The first event sets cart_id, last_ts, its id's fingerprint and its partition's offset."""
     state, applied = apply_cart_event(None, add("e1", "a", 2, ts=T0), (3, 17))
     assert applied is True
     assert state == CartState(
-        cart_id="k1", items={"a": 2}, last_ts=T0, seen=prints("e1"), position=(3, 17)
+        cart_id="k1", items={"a": 2}, last_ts=T0, seen=prints("e1"), furthest={3: 17}
     )
 
 
 def test_default_position() -> None:
     """Without a position, the cart records (-1, -1)."""
     state, _ = apply_cart_event(None, add("e1", "a"))
-    assert (state.seen, state.position) == (prints("e1"), (-1, -1))
+    assert (state.seen, state.furthest) == (prints("e1"), {-1: -1})
 
 
 def test_clear_keeps_cart_id_and_seen() -> None:
     """cart_cleared keeps the cart id and the remembered event ids."""
     state = fold(add("e1", "a"), clear("e2", ts=T0 + 5))
     assert state == CartState(
-        cart_id="k1", last_ts=T0 + 5, seen=prints("e1", "e2"), position=(0, 1)
+        cart_id="k1", last_ts=T0 + 5, seen=prints("e1", "e2"), furthest={0: 1}
     )
 
 
@@ -159,13 +159,13 @@ def test_max_cart_items() -> None:
 
 
 def test_duplicate_event_id_is_not_applied() -> None:
-    """An event id seen before returns the same state, False, and keeps its first position."""
+    """An event id seen before returns the same state and False."""
     state, _ = apply_cart_event(None, add("e1", "a", 2), (1, 10))
     again, applied = apply_cart_event(state, add("e1", "a", 2), (1, 11))
     assert applied is False
     assert again is state
     assert again.items == {"a": 2}
-    assert (again.seen, again.position) == (prints("e1"), (1, 10))
+    assert (again.seen, again.furthest) == (prints("e1"), {1: 10})
     # The record at (1, 10) again is a redelivery; (1, 11) is another record.
     assert again.redelivered((1, 10)) is True
     assert again.redelivered((1, 11)) is False
@@ -188,7 +188,7 @@ def test_seen_evicts_the_oldest_event_ids() -> None:
     assert state.items == {"a": 33}
     assert len(state.seen) == 32
     assert state.seen == prints(*(f"e{n}" for n in range(1, 33)))
-    assert state.position == (0, 32)
+    assert state.furthest == {0: 32}
     # e1 is remembered, e0 is not: e0 counts again (33 + 1 = 34).
     assert apply_cart_event(state, add("e1", "a"))[1] is False
     again, applied = apply_cart_event(state, add("e0", "a"), (0, 99))
@@ -202,7 +202,7 @@ def test_apply_does_not_mutate_the_old_state() -> None:
     state = fold(add("e1", "a"))
     apply_cart_event(state, add("e2", "a"), (0, 1))
     assert state == CartState(
-        cart_id="k1", items={"a": 1}, last_ts=T0, seen=prints("e1"), position=(0, 0)
+        cart_id="k1", items={"a": 1}, last_ts=T0, seen=prints("e1"), furthest={0: 0}
     )
 
 
@@ -245,47 +245,87 @@ def test_from_json_without_shown() -> None:
 
 
 @pytest.mark.parametrize(
-    ("seen", "position"),
-    [((), (-1, -1)), (prints("e1"), (0, 0)), (prints("e1", "e2"), (3, 1_000_000))],
+    ("seen", "furthest"),
+    [((), {}), (prints("e1"), {0: 0}), (prints("e1", "e2"), {3: 1_000_000, 11: 2})],
 )
-def test_json_round_trip(seen: tuple[int, ...], position: Position) -> None:
-    """CartState.from_json(to_json()) gives back the fingerprints and a tuple for the position."""
+def test_json_round_trip(seen: tuple[int, ...], furthest: dict[int, int]) -> None:
+    """CartState.from_json(to_json()) gives back the fingerprints, and partitions as ints."""
     state = CartState(
-        cart_id="k1", items={"a": 2, "b": 1}, last_ts=T0, seen=seen, position=position
+        cart_id="k1", items={"a": 2, "b": 1}, last_ts=T0, seen=seen, furthest=furthest
     )
     data = orjson.loads(orjson.dumps(state.to_json()))  # as it travels
     back = CartState.from_json(data)
     assert back == state
-    assert type(back.position) is tuple
+    assert type(back.seen) is tuple
+    assert all(type(partition) is int for partition in back.furthest)
 
 
-def test_from_json_reads_a_cart_written_with_whole_ids() -> None:
+@pytest.mark.parametrize(
+    ("old_seen", "furthest"),
+    [
+        ({}, {}),
+        ({"e1": [2, 5], "e2": [2, 9]}, {2: 9}),
+        # The old cart could re-apply a forgotten id read again after a crash, at an
+        # offset below the last: its furthest is still the furthest.
+        ({"e1": [0, 100], "e2": [0, 50]}, {0: 100}),
+        # The topic's partitions changed: each keeps its own furthest.
+        ({"e1": [1, 7], "e2": [4, 3], "e3": [1, 8]}, {1: 8, 4: 3}),
+    ],
+)
+def test_from_json_reads_a_cart_written_with_whole_ids(
+    old_seen: dict[str, list[int]], furthest: dict[int, int]
+) -> None:
     """A record from before fingerprints (seen: id -> position) loads as the same cart would be.
 
-    Its ids become fingerprints, oldest first, and the position of the last
-    one is the last applied record's: a worker upgraded in place recognises
-    the events its changelog remembers.
+    Its ids become fingerprints, oldest first, and each partition's furthest
+    is the furthest of its positions: a worker upgraded in place recognises
+    the events and the records its changelog remembers.
     """
-    old = {
-        "cart_id": "k1",
-        "items": {"a": 2},
-        "last_ts": T0,
-        "seen": {"e1": [2, 5], "e2": [2, 9]},
-        "shown": {},
-    }
+    old = {"cart_id": "k1", "items": {"a": 2}, "last_ts": T0, "seen": old_seen, "shown": {}}
     state = CartState.from_json(old)
-    assert state == CartState(
-        cart_id="k1", items={"a": 2}, last_ts=T0, seen=prints("e1", "e2"), position=(2, 9)
+    expected = CartState(
+        cart_id="k1", items={"a": 2}, last_ts=T0, seen=prints(*old_seen), furthest=furthest
     )
-    assert apply_cart_event(state, add("e2", "a"), (2, 9)) == (state, False)
-    assert state.redelivered((2, 9)) and not state.redelivered((2, 10))
+    assert state == expected
+    for event_id, (partition, offset) in old_seen.items():
+        assert apply_cart_event(state, add(event_id, "a"), (partition, offset)) == (state, False)
+        assert state.redelivered((partition, offset)) is True
+        assert state.redelivered((partition, furthest[partition] + 1)) is False
 
 
 def test_redelivered_means_at_or_before_the_furthest_record_applied_in_its_partition() -> None:
-    """A customer's records come in one partition, in order: the furthest applied bounds them."""
+    """A partition's records come in order: the furthest applied bounds those read again."""
     state = fold(add("e1", "a"), add("e2", "b"))  # records (0, 0) and (0, 1)
     assert [state.redelivered((0, n)) for n in (0, 1, 2)] == [True, True, False]
-    assert state.redelivered((1, 0)) is False  # another partition: not this cart's records
+    assert state.redelivered((1, 0)) is False  # another partition: none of its records applied
+
+
+def test_a_partition_change_keeps_each_partitions_furthest() -> None:
+    """Once the topic has more partitions, a customer's events may move to another one: a
+    record of the first read again after a crash is still recognised, and answered again."""
+    state, _ = apply_cart_event(None, add("e1", "a"), (0, 10))
+    state, _ = apply_cart_event(state, add("e2", "b"), (5, 0))
+    assert state.furthest == {0: 10, 5: 0}
+    again, applied = apply_cart_event(state, add("e1", "a"), (0, 10))
+    assert (again, applied) == (state, False)
+    assert state.redelivered((0, 10)) is True
+    assert state.redelivered((0, 11)) is False  # a duplicate in a later record: ignored
+
+
+def test_after_a_topic_is_recreated_new_events_count_and_a_duplicate_is_answered() -> None:
+    """Offsets start again at 0 on a recreated topic. Its events are new by their ids, so they
+    count; the furthest stays, so a duplicate at an offset below it is taken for a record read
+    again: not counted, but answered again, with the same ids (README, "Delivery is
+    at-least-once"). Until the new offsets pass the old furthest."""
+    state, _ = apply_cart_event(None, add("old", "a"), (0, 5001))
+    state, applied = apply_cart_event(state, add("new", "b"), (0, 0))
+    assert applied is True
+    assert state.items == {"a": 1, "b": 1}
+    assert state.furthest == {0: 5001}
+    again, applied = apply_cart_event(state, add("new", "b"), (0, 1))
+    assert (again, applied) == (state, False)
+    assert state.redelivered((0, 1)) is True
+    assert state.redelivered((0, 5002)) is False
 
 
 def _reference(
@@ -314,39 +354,52 @@ def _reference(
 def test_decisions_match_ids_held_whole(seed: int) -> None:
     """Against the cart that kept ids whole: the same events applied, the same redeliveries.
 
-    Random streams of one customer's records in one partition: new events,
-    duplicates of recent ones sent in later records, and consumers that
-    crash and read again from an earlier offset. The one difference allowed
-    (README, "Delivery is at-least-once"): a duplicate's record read again
-    after later records were applied counts as redelivered here, so an add
-    is answered again (with the same ids) where it used to be ignored.
+    Random streams of one customer's records: new events, duplicates of
+    recent ones sent in later records, the topic's partitions changing
+    midway (the customer's records go on in another partition), and
+    consumers that crash and read again from an earlier record. The one
+    difference (README, "Delivery is at-least-once"): a duplicate's record
+    read again after a crash, once a later record of its partition was
+    applied, is taken for a redelivery and answered again (with the same
+    ids), where it used to be ignored.
     """
     rng = random.Random(seed)
-    log: list[str] = []  # the partition: event id at each offset
+    log: list[tuple[str, Position]] = []  # the customer's records, in the order produced
+    partition, offset, produced = 4, 0, 0
     for _ in range(rng.randint(1, 120)):
+        if rng.random() < 0.02:
+            partition, offset = partition + 1, 0  # the partitions changed
         if log and rng.random() < 0.2:
-            log.append(rng.choice(log[-40:]))  # a duplicate sent again
+            event_id = rng.choice(log[-40:])[0]  # a duplicate sent again
         else:
-            log.append(f"e{len(log)}-{rng.getrandbits(32):x}")
-    reads: list[int] = []  # offsets in the order a consumer reads them
-    offset = 0
-    while offset < len(log):
-        reads.append(offset)
-        offset += 1
+            event_id = f"e{produced}-{rng.getrandbits(32):x}"
+        log.append((event_id, (partition, offset)))
+        offset, produced = offset + 1, produced + 1
+    reads: list[int] = []  # indexes into the log, in the order a consumer reads them
+    index = 0
+    while index < len(log):
+        reads.append(index)
+        index += 1
         if rng.random() < 0.05:
-            offset = max(0, offset - rng.randint(1, 10))  # a crash: read again from a commit
-    records = [(log[n], (4, n)) for n in reads]
+            index = max(0, index - rng.randint(1, 10))  # a crash: read again from a commit
+    records = [log[n] for n in reads]
     expected = _reference(records)
     state: CartState | None = None
-    furthest = -1
-    for (event_id, position), (applied_before, redelivered_before) in zip(
-        records, expected, strict=True
+    furthest_read = -1
+    furthest_applied: dict[int, int] = {}
+    for n, (event_id, position), (applied_before, redelivered_before) in zip(
+        reads, records, expected, strict=True
     ):
         state, applied = apply_cart_event(state, add(event_id, "a"), position)
         assert applied is applied_before
-        read_again, furthest = position[1] <= furthest, max(furthest, position[1])
-        if not applied:
-            if redelivered_before:
-                assert state.redelivered(position) is True
-            elif not read_again:  # a duplicate sent in a later record: ignored, as before
-                assert state.redelivered(position) is False
+        read_again, furthest_read = n <= furthest_read, max(furthest_read, n)
+        if applied:
+            part, at = position
+            furthest_applied[part] = max(at, furthest_applied.get(part, at))
+        elif redelivered_before:
+            assert state.redelivered(position) is True
+        elif not read_again:  # a duplicate sent in a later record: ignored, as before
+            assert state.redelivered(position) is False
+        else:  # the one difference
+            part, at = position
+            assert state.redelivered(position) is (at <= furthest_applied.get(part, -1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 from itertools import permutations
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -25,6 +26,7 @@ from stream.domain.ltv import (
     customer_scores,
     day_of,
     ltv_record,
+    order_redelivered,
     pack,
     packed_partition,
     remember_bought,
@@ -236,6 +238,17 @@ def test_apply_order_remembers_the_last_orders_only() -> None:
     again, changed = apply_order(state, order("o0", T0, "1"))
     assert changed is True
     assert (again.orders, again.revenue) == (66, Decimal(66))
+
+
+def test_order_redelivered_is_the_record_that_counted_the_order_read_again() -> None:
+    """The record that counted an order, read again, is a redelivery (its outputs go again);
+    the order id in another record, a refund, or an order not remembered is not."""
+    state, _ = apply_order(None, order("o1", T0, "10.00"), 3, 41)
+    assert order_redelivered(state, order("o1", T0, "10.00"), 3, 41) is True
+    assert order_redelivered(state, order("o1", T0, "10.00"), 3, 42) is False
+    assert order_redelivered(state, order("o1", T0, "10.00"), 2, 41) is False
+    assert order_redelivered(state, refund("r1", "o1", None), 3, 41) is False
+    assert order_redelivered(state, order("o2", T0, "10.00"), 3, 41) is False
 
 
 # --- apply_refund ----------------------------------------------------------------------------
@@ -498,12 +511,26 @@ def test_unpack_reads_records_written_before_packing() -> None:
     assert packed_partition(older) == 2
 
 
+WHOLE_IDS = {fingerprint(event.order_id): event.order_id for event in HISTORY}
+
+
+def packed_with_ids_whole(state: CustomerState) -> list[Any]:
+    """`pack`'s fields with the order and refund ids whole, as before fingerprints
+    (the one refund of these tests is `r1`)."""
+    fields = orjson.loads(pack(state))
+    memos = fields[6]
+    for i in range(0, len(memos), 6):
+        memos[i] = WHOLE_IDS[memos[i]]
+    fields[7] = ["r1"] if fields[7] else []
+    return cast(list[Any], fields)
+
+
 def test_unpack_reads_version_2_records() -> None:
     """A packed record from before the folded purchase days (version 2) reads back."""
-    state = fold(*HISTORY, refund("r1", "c", "5.00"))
-    fields = orjson.loads(pack(replace(state, partition=4)))
+    state = replace(fold(*HISTORY, refund("r1", "c", "5.00")), partition=4)
+    fields = packed_with_ids_whole(state)
     version_2 = orjson.dumps([2, *fields[1:-3], fields[-1]])
-    assert unpack(version_2) == replace(state, partition=4)
+    assert unpack(version_2) == state
     assert packed_partition(version_2) == 4
 
 
@@ -511,17 +538,11 @@ def test_unpack_reads_records_that_hold_ids_whole() -> None:
     """Records from before fingerprints (version 3, and the named form) hold order and refund
     ids whole: they load as the fingerprints a new record holds."""
     state = fold(*HISTORY, refund("r1", "c", "5.00"))
-    whole = {fingerprint(event.order_id): event.order_id for event in HISTORY}
-    fields = orjson.loads(pack(state))
-    memos = fields[6]
-    for i in range(0, len(memos), 6):
-        memos[i] = whole[memos[i]]
-    fields[7] = ["r1"]
-    version_3 = orjson.dumps([3, *fields[1:]])
+    version_3 = orjson.dumps([3, *packed_with_ids_whole(state)[1:]])
     assert unpack(version_3) == state
     assert packed_partition(version_3) == state.partition
     named = state.to_json()
-    named["recent_orders"] = {whole[row[0]]: row[1:] for row in named["recent_orders"]}
+    named["recent_orders"] = {WHOLE_IDS[row[0]]: row[1:] for row in named["recent_orders"]}
     named["recent_refunds"] = ["r1"]
     assert unpack(orjson.dumps(["CustomerState", named])) == state
 

@@ -56,7 +56,7 @@ STATES: list[Any] = [
         items={"a": 2, "b": 1},
         last_ts=T0,
         seen=(fingerprint("e1"), fingerprint("e2")),
-        position=(3, 9),
+        furthest={3: 9},
         shown={"c": (2, T0 - 60.0), "d": (1, T0)},
     ),
     ItemRow(),
@@ -155,12 +155,12 @@ def test_item_row_partition_keys_come_back_as_ints() -> None:
     assert all(type(k) is int for k in back.applied)
 
 
-def test_cart_positions_come_back_as_tuples() -> None:
-    """CartState's fingerprints and its (partition, offset) are tuples again after the trip."""
+def test_cart_fingerprints_and_partitions_come_back_typed() -> None:
+    """CartState's fingerprints are a tuple again after the trip, its partitions ints."""
     back = StateCodec()._loads(StateCodec()._dumps(STATES[3]))
     assert back.seen == (fingerprint("e1"), fingerprint("e2"))
-    assert back.position == (3, 9)
-    assert type(back.seen) is tuple and type(back.position) is tuple
+    assert back.furthest == {3: 9}
+    assert type(back.seen) is tuple and all(type(p) is int for p in back.furthest)
 
 
 def test_cart_shown_entries_come_back_as_tuples() -> None:
@@ -270,7 +270,7 @@ def packed_carts(table: Table, kept: int = 2) -> Packed[CartState]:
 
 
 CART = CartState(
-    cart_id="k1", items={"a": 1}, last_ts=T0, seen=(fingerprint("e1"),), position=(0, 3)
+    cart_id="k1", items={"a": 1}, last_ts=T0, seen=(fingerprint("e1"),), furthest={0: 3}
 )
 
 
@@ -372,7 +372,7 @@ def carts_of(n: int) -> list[bytes]:
                 items={f"sku-{(k * 7 + j) % 40:03d}": 1 + j for j in range(k % 4)},
                 last_ts=T0 + k,
                 seen=tuple(fingerprint(f"evt-{k:06d}-{j}") for j in range(6)),
-                position=(k % 8, 100 * k + 5),
+                furthest={k % 8: 100 * k + 5},
                 shown={f"sku-{(k + j) % 40:03d}": (1 + j % 2, T0 + k - j) for j in range(8)},
             )
         )

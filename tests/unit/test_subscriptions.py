@@ -143,6 +143,12 @@ def test_duplicate_event_id_is_a_no_op() -> None:
     assert again is STARTED_STATE
 
 
+def test_has_seen_is_whether_an_event_id_was_applied() -> None:
+    """has_seen tells, by the id's fingerprint, an event applied from one that was not."""
+    assert STARTED_STATE.has_seen("e1") is True
+    assert STARTED_STATE.has_seen("e2") is False
+
+
 def test_recent_events_are_bounded() -> None:
     """recent_events keeps the last MAX_REMEMBERED_EVENTS ids; an evicted id applies again."""
     assert MAX_REMEMBERED_EVENTS == 16
