@@ -93,13 +93,7 @@ from stream.domain.cooccurrence import (
     routed_baskets,
     total_of,
 )
-from stream.domain.events import (
-    CartEvent,
-    Event,
-    PurchaseEvent,
-    SubscriptionEvent,
-    format_ts,
-)
+from stream.domain.events import CartEvent, Event, PurchaseEvent, SubscriptionEvent, format_ts
 from stream.domain.ltv import (
     CustomerState,
     apply_order,
@@ -875,15 +869,24 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
     skus = (i.sku for i in would_show)
     contact = record_exposure(contact_states.get(cid), skus, change.ts, contact_rules)
     offers = cross_sell_offers(marketing_offers(would_show, new_customer=not owned))
-    # Restrained before it is built, as every trigger (`send_recorded_trigger`):
-    # many are held back (a third of cart_add's in the bench's workload), and
-    # the customer's figures cost a scoring. This path holds the contact state
-    # already, and writes it once with the exposure.
-    fresh = restrained("cart_add", offers, variant, change.ts, contact) if offers else None
-    if fresh is not None:
-        summary = value_summary(cid, customer, change.ts)
-        trigger = cart_add_trigger(change, cart.cart_id, fresh, summary, variant, emitted_at)
-        contact = await emit_trigger(cid, trigger, change.ts, contact)
+    if offers:
+        sent = await send_trigger(
+            cid,
+            "cart_add",
+            offers,
+            variant,
+            change.ts,
+            contact,
+            lambda fresh: cart_add_trigger(
+                change,
+                cart.cart_id,
+                fresh,
+                value_summary(cid, customer, change.ts),
+                variant,
+                emitted_at,
+            ),
+        )
+        contact = sent or contact
     await contact_states.put(cid, contact)  # one write for the exposure and the trigger
     observe_latency(event)
     if not items:
@@ -891,14 +894,25 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
     return replace(cart, shown=record_shown(cart.shown, items, change.ts, rules))
 
 
-def restrained(
-    kind: str, offers: list[dict[str, Any]], variant: str, at: float, contact: ContactState | None
-) -> list[dict[str, Any]] | None:
-    """The offers a `kind` trigger may carry at `at`; None if it must not go (counted by reason).
+async def send_trigger(
+    cid: str,
+    kind: str,
+    offers: list[dict[str, Any]],
+    variant: str,
+    at: float,
+    contact: ContactState | None,
+    build: Callable[[list[dict[str, Any]]], dict[str, Any]],
+) -> ContactState | None:
+    """Send a `kind` trigger with `offers` unless restraint or the holdout stops it.
 
     Offers still in their cooldown are dropped; with none left, or with the
     customer's daily cap reached, or for a control customer, the trigger is
-    suppressed. `contact` is the customer's contact state as it stands.
+    suppressed (counted by reason). Only a trigger that goes is built,
+    `build(fresh offers)`: many are held back (a third of cart_add's in the
+    bench's workload), and a trigger's customer figures cost a scoring.
+    `contact` is the customer's contact state as it stands; returned is that
+    state with the trigger recorded, for the caller to write to `contacts`
+    (None: nothing sent), so that an event writes it once.
     """
     if variant != TREATMENT:
         labelled(metrics.triggers_suppressed, kind, "holdout").inc()
@@ -907,20 +921,9 @@ def restrained(
     if reason is not None:
         labelled(metrics.triggers_suppressed, kind, reason).inc()
         return None
-    return fresh
-
-
-async def emit_trigger(
-    cid: str, trigger: dict[str, Any], at: float, contact: ContactState | None
-) -> ContactState:
-    """Send a trigger that `restrained` let go; return `contact` with it recorded.
-
-    The caller writes the returned state to `contacts`, so that an event
-    writes it once.
-    """
-    await publish(triggers_topic, cid.encode(), encode(trigger))
-    labelled(metrics.triggers_emitted, trigger["kind"]).inc()
-    return record_trigger(contact, trigger["offers"], at, contact_rules)
+    await publish(triggers_topic, cid.encode(), encode(build(fresh)))
+    labelled(metrics.triggers_emitted, kind).inc()
+    return record_trigger(contact, fresh, at, contact_rules)
 
 
 async def send_recorded_trigger(
@@ -931,15 +934,13 @@ async def send_recorded_trigger(
     at: float,
     build: Callable[[list[dict[str, Any]]], dict[str, Any]],
 ) -> None:
-    """A `kind` trigger with `offers`, built (`build(fresh offers)`) and sent only if it goes.
+    """`send_trigger`, and the contact it made written to `contacts`.
 
-    The contact it makes is written to `contacts`: must run inside the
-    customer's partition's event.
+    Must run inside the customer's partition's event (it writes `contacts`).
     """
-    contact = contact_states.get(cid)
-    fresh = restrained(kind, offers, variant, at, contact)
-    if fresh is not None:
-        await contact_states.put(cid, await emit_trigger(cid, build(fresh), at, contact))
+    sent = await send_trigger(cid, kind, offers, variant, at, contact_states.get(cid), build)
+    if sent is not None:
+        await contact_states.put(cid, sent)
 
 
 # Renewal windows by due time, per owned partition: (opens at, subscription id);

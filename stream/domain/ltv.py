@@ -134,6 +134,8 @@ def _memo_rows(memos: list[Any] | dict[str, Any]) -> list[Any]:
 # Versions still read: 3 and 2 hold the ids whole, not their fingerprints; 2
 # has no folded fields.
 PACKED_VERSION: Final = 4
+PACKED_VERSIONS_READ: Final = (2, 3, PACKED_VERSION)
+_PACKED_PREFIXES: Final = tuple(b"[%d," % version for version in PACKED_VERSIONS_READ)
 
 
 def pack(state: CustomerState) -> bytes:
@@ -177,10 +179,10 @@ def pack(state: CustomerState) -> bytes:
 def unpack(data: bytes) -> CustomerState:
     """The state `pack` wrote; also reads the older `["CustomerState", to_json()]` records."""
     fields = orjson.loads(data)
+    if fields[0] not in PACKED_VERSIONS_READ:
+        return CustomerState.from_json(fields[1])
     if fields[0] == 2:  # before the folded purchase days
         fields[-1:-1] = [0, "0"]
-    elif fields[0] not in (3, PACKED_VERSION):
-        return CustomerState.from_json(fields[1])
     _, orders, revenue, first_ts, last_ts, days, memos, refunds, owned, *rest = fields
     folded, folded_value, partition = rest
     return CustomerState(
@@ -209,7 +211,7 @@ def unpack(data: bytes) -> CustomerState:
 
 def packed_partition(data: bytes) -> int:
     """The partition of a packed state, read without unpacking it (its last field)."""
-    if data.startswith((b"[%d," % PACKED_VERSION, b"[3,", b"[2,")):
+    if data.startswith(_PACKED_PREFIXES):
         return int(data[data.rindex(b",") + 1 : -1])
     return unpack(data).partition
 
