@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 from itertools import permutations
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import pytest
@@ -522,7 +522,7 @@ def packed_with_ids_whole(state: CustomerState) -> list[Any]:
     for i in range(0, len(memos), 6):
         memos[i] = WHOLE_IDS[memos[i]]
     fields[7] = ["r1"] if fields[7] else []
-    return cast(list[Any], fields)
+    return fields
 
 
 def test_unpack_reads_version_2_records() -> None:
