@@ -26,8 +26,10 @@ advertises (the address the worker's clients use); after a failure each retry
 bootstraps anew from STREAM_BROKER, so a broker that comes back at another
 address is found too.
 
-Limits: a send still undelivered after Faust's `producer_request_timeout`
-(20 minutes) is dropped by the Kafka client, and an agent whose sends have
+Limits: a send still undelivered after STREAM_PRODUCER_REQUEST_TIMEOUT_S
+(Faust's `producer_request_timeout`, 20 minutes) is given up by the Kafka
+client, which makes the worker crash rather than commit past it
+(`stream.kafka.Deliveries`), and an agent whose sends have
 filled an output partition's batch waits for room as long, then gets an
 error. Should the broker vanish in the moment between the probe's answer and
 Faust's clients starting, Faust exits as before (the process manager restarts

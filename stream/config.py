@@ -148,6 +148,9 @@ class Settings:
     # How long the producer holds a partition's records for more to join
     # them in one request (0: sent as soon as no request is in flight).
     producer_linger_ms: int = 5
+    # How long the producer tries to deliver a record before it gives up:
+    # then the worker commits no more offsets and crashes (stream.kafka.Deliveries).
+    producer_request_timeout_s: float = 1200.0
     topics: Topics = field(default_factory=Topics)
     security: Security = field(default_factory=Security)
 
@@ -227,6 +230,12 @@ class Settings:
             producer_linger_ms=_get(
                 env, "STREAM_PRODUCER_LINGER_MS", _non_negative_int, defaults.producer_linger_ms
             ),
+            producer_request_timeout_s=_get(
+                env,
+                "STREAM_PRODUCER_REQUEST_TIMEOUT_S",
+                _positive_float,
+                defaults.producer_request_timeout_s,
+            ),
             topics=Topics(
                 **{
                     name: _get(env, var, _nonempty, getattr(defaults.topics, name))
@@ -285,6 +294,7 @@ _KNOWN = frozenset(
         "STREAM_CHANGELOG_INTERVAL_MS",
         "STREAM_BATCH_WAIT_MS",
         "STREAM_PRODUCER_LINGER_MS",
+        "STREAM_PRODUCER_REQUEST_TIMEOUT_S",
         "STREAM_SECURITY_PROTOCOL",
         "STREAM_SASL_MECHANISM",
         "STREAM_SASL_USERNAME",

@@ -88,7 +88,8 @@ def faust_client_options(settings: Settings) -> dict[str, Any]:
     """`faust.App` options for the broker and its clients: the workers' and the bench's baselines'.
 
     Broker timeouts for quick rebalances, the producer's linger
-    (STREAM_PRODUCER_LINGER_MS), 256 KiB batches, `KeyPartitioner`; no
+    (STREAM_PRODUCER_LINGER_MS) and how long it tries to deliver a record
+    (STREAM_PRODUCER_REQUEST_TIMEOUT_S), 256 KiB batches, `KeyPartitioner`; no
     autodiscovery. Faust reads its own env names (BROKER_URL, WEB_PORT, ...)
     over these arguments; an empty env makes STREAM_* the only settings that
     count.
@@ -104,6 +105,7 @@ def faust_client_options(settings: Settings) -> dict[str, Any]:
         "broker_rebalance_timeout": 10.0,
         "broker_heartbeat_interval": 1.0,
         "producer_linger": settings.producer_linger_ms / 1000,
+        "producer_request_timeout": settings.producer_request_timeout_s,
         "producer_max_batch_size": 256 * 1024,
         "producer_partitioner": KeyPartitioner(),
         "autodiscover": False,
@@ -191,18 +193,20 @@ class Deliveries:
     Faust's commit flushes the producer, which waits until every record sent
     has been delivered or has failed, then commits the offsets; it looks at
     neither. aiokafka gives up on a record its broker has not taken within
-    the producer's request timeout (Faust's `producer_request_timeout`, 20
-    minutes: a longer broker outage), and Faust's producer is not
-    idempotent and does not send it again. Committed past, a suggestion, a
-    trigger or a changelog record lost so would be lost for good.
+    the producer's request timeout (STREAM_PRODUCER_REQUEST_TIMEOUT_S,
+    Faust's `producer_request_timeout`: 20 minutes by default), and Faust's
+    producer is not idempotent and does not send it again. Committed past, a
+    suggestion, a trigger or a changelog record lost so would be lost for
+    good.
 
     So the producer's batches are watched (`WatchedProducer`: one callback a
     batch, not a record; a callback a record cost the handlers 12 us an
     event, 142 -> 154 in `bench handlers`, 3 interleaved rounds); once one
     has failed, the consumer commits no more offsets and crashes the app
-    (`/health/live` answers 503). A restarted worker reads again from the
-    last offsets committed, those of events whose records were all
-    delivered, and sends them again.
+    (`/health/live` answers 503, then the process exits with status 1;
+    tests/integration/test_broker_outage.py). A restarted worker reads
+    again from the last offsets committed, those of events whose records
+    were all delivered, and sends them again.
     """
 
     def __init__(self) -> None:

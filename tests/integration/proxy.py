@@ -11,7 +11,13 @@ blocks (starting or stopping a process) as well as while it awaits.
   at their first request) while the test's own clients, which name themselves
   `bystander` in the Kafka request header, still get through: the broker is up
   and takes events, the worker cannot reach it;
-- `restore()`: everyone gets through again.
+- `stall_produce()`: the broker takes no more records from the worker. Its
+  connections stay open and every request but Produce goes through (fetches,
+  heartbeats, offset commits), but a Produce request is never forwarded and
+  never answered, nor is anything after it on that connection: as a broker
+  whose log writes hang. Bystanders still produce;
+- `restore()`: everyone gets through again (a stalled connection is closed,
+  so that its client connects anew).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ R = TypeVar("R")
 
 CHUNK = 65536
 MAX_FIRST_REQUEST = 1_048_576
+PRODUCE = 0  # the Produce request's api_key
 
 
 class Proxy:
@@ -41,9 +48,12 @@ class Proxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._partitioned = False
+        self._stalling = False
         # open connection -> (client id, both ends)
         self._open: dict[asyncio.Task[None], tuple[str, list[asyncio.StreamWriter]]] = {}
         self.refused: set[str] = set()  # client ids turned away: the cut really hit them
+        self.stalled: set[str] = set()  # client ids whose Produce was held: the stall hit them
+        self._stalled_open: set[asyncio.Task[None]] = set()
 
     @property
     def address(self) -> str:
@@ -61,6 +71,10 @@ class Proxy:
         """Close every connection but the bystanders'; keep turning away everyone else."""
         self._call(self._partition())
 
+    def stall_produce(self) -> None:
+        """Hold every Produce request but the bystanders', and what follows it on its connection."""
+        self._call(self._stall())
+
     def down(self) -> None:
         """Stop listening and close every connection."""
         self._call(self._down())
@@ -77,10 +91,17 @@ class Proxy:
 
     async def _restore(self) -> None:
         self._partitioned = False
+        self._stalling = False
+        for task in list(self._stalled_open):
+            if task in self._open:
+                _close(self._open[task][1])
         if self._server is None:
             self._server = await asyncio.start_server(
                 self._accept, "127.0.0.1", self.port, reuse_address=True
             )
+
+    async def _stall(self) -> None:
+        self._stalling = True
 
     async def _partition(self) -> None:
         self._partitioned = True
@@ -95,12 +116,10 @@ class Proxy:
             await server.wait_closed()
 
     def _abort(self, which: Callable[[str], bool]) -> None:
-        for task, (client, ends) in list(self._open.items()):
+        for client, ends in list(self._open.values()):
             if which(client):
                 self.refused.add(client)
-                for end in ends:
-                    end.transport.abort()
-                task.cancel()
+                _close(ends)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -122,12 +141,41 @@ class Proxy:
             return
         self._open[task] = (client, [writer, upstream])
         try:
-            upstream.write(first)
-            await asyncio.gather(_pipe(reader, upstream), _pipe(upstream_reader, writer))
+            await asyncio.gather(
+                self._requests(task, client, first, reader, upstream),
+                _pipe(upstream_reader, writer),
+            )
         finally:
             self._open.pop(task, None)
+            self._stalled_open.discard(task)
             writer.transport.abort()
             upstream.transport.abort()
+
+    async def _requests(
+        self,
+        connection: asyncio.Task[None],
+        client: str,
+        request: bytes,
+        reader: asyncio.StreamReader,
+        upstream: asyncio.StreamWriter,
+    ) -> None:
+        """Forward the client's requests one by one, until a Produce is to be held."""
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while True:
+                (api_key,) = struct.unpack_from(">h", request, 4)
+                if api_key == PRODUCE and self._stalling and not client.startswith(self.bystander):
+                    break
+                upstream.write(request)
+                await upstream.drain()
+                (size,) = struct.unpack(">i", await reader.readexactly(4))
+                request = struct.pack(">i", size) + await reader.readexactly(size)
+            # Held: neither this request nor anything after it goes on; the
+            # connection stays open until its client gives up or `restore()`.
+            self.stalled.add(client)
+            self._stalled_open.add(connection)
+            while await reader.read(CHUNK):
+                pass
+        upstream.transport.abort()
 
 
 async def _first_request(reader: asyncio.StreamReader) -> bytes:
@@ -147,6 +195,12 @@ def _client_id(request: bytes) -> str:
     """
     (length,) = struct.unpack_from(">h", request, 12)
     return "" if length < 0 else request[14 : 14 + length].decode(errors="replace")
+
+
+def _close(ends: list[asyncio.StreamWriter]) -> None:
+    """Abort both ends: their pipes read the end and return (no task is cancelled)."""
+    for end in ends:
+        end.transport.abort()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -11,7 +11,11 @@ so the outage is made by the proxy, never by stopping the broker:
   off; once the broker is there it becomes ready and processes what comes;
 - a worker cut off mid-stream says so in health and metrics, stays live,
   and once the broker is back processes every order produced meanwhile,
-  each counted exactly once.
+  each counted exactly once;
+- a broker that takes the worker's reads and commits but never its writes:
+  once the producer gives them up (`STREAM_PRODUCER_REQUEST_TIMEOUT_S`) the
+  worker commits no offset past them and crashes, and the worker after it
+  sends what was lost, each order counted exactly once.
 """
 
 from __future__ import annotations
@@ -222,3 +226,69 @@ async def test_a_worker_cut_off_mid_stream_catches_up_exactly_once(
     assert orders_total == len(before) + len(during)
     assert log_records(worker, "broker reachable again")
     assert worker.process.poll() is None
+
+
+# The producer gives up a record after this long: the test's stall lasts beyond it.
+REQUEST_TIMEOUT_S = 4.0
+
+
+async def test_records_the_broker_never_takes_are_not_committed_past(
+    outage: tuple[Deployment, Proxy],
+) -> None:
+    """Writes hang past the producer's timeout: no commit past them, a crash; then each once."""
+    deployment, proxy = outage
+    purchases = deployment.topics.purchase
+    worker = deployment.start_worker(
+        STREAM_BROKER=f"kafka://{proxy.address}",
+        STREAM_PRODUCER_REQUEST_TIMEOUT_S=str(REQUEST_TIMEOUT_S),
+    )
+    await wait_health(worker, lambda status, _: status == 200, within=120.0)
+    before = orders("taken", 12)
+    await deployment.produce_events(purchases, before)
+    await read_totals(deployment, customer_totals(before))
+    deadline = time.monotonic() + 60.0
+    while sum((committed := await deployment.committed(purchases)).values()) < len(before):
+        assert time.monotonic() < deadline, committed
+        await asyncio.sleep(0.5)
+
+    proxy.stall_produce()
+    held = orders("held", 24)
+    await deployment.produce_events(purchases, held)
+    # The worker reads and handles them (its reads and commits get through) ...
+    await wait_sample(
+        worker, "stream_orders_total", lambda v: v is not None and v >= len(before) + len(held)
+    )
+    # ... but what it writes for them never reaches the broker: once the
+    # producer gives that up, the worker refuses to commit, crashes (not
+    # live), and exits non-zero, for its process manager to restart it.
+    crashed = await wait_exit(worker, within=90.0)
+    assert crashed != 0, worker.log_tail()
+    assert any(client.startswith("faust") for client in proxy.stalled), proxy.stalled
+    log = worker.log_path.read_text()
+    assert "a record was not delivered: no more offsets committed" in log
+    assert "record(s) not delivered, the first:" in log  # the crash's reason
+    # Not one offset past the orders whose records were lost.
+    assert await deployment.committed(purchases) == committed
+
+    proxy.restore()
+    after = deployment.start_worker(STREAM_BROKER=f"kafka://{proxy.address}")
+    await wait_health(after, lambda status, _: status == 200, within=120.0)
+    expected = customer_totals(before + held)
+    assert await read_totals(deployment, expected) == expected
+    # The worker after it handles the held orders again, and only those.
+    assert await wait_sample(
+        after, "stream_orders_total", lambda v: v is not None and v >= len(held)
+    ) == len(held)
+    assert after.process.poll() is None
+
+
+async def wait_exit(worker: Worker, within: float) -> int:
+    """The worker's exit status once it exits; until then, a live page that says 503 names why."""
+    deadline = time.monotonic() + within
+    while (code := worker.process.poll()) is None:
+        assert time.monotonic() < deadline, worker.log_tail()
+        status, body = await health(worker, "/health/live")
+        if status == 503:  # crashed, not yet stopped (0: its web server is already down)
+            assert "not delivered" in body.get("reason", ""), body
+        await asyncio.sleep(0.2)
+    return code
