@@ -62,6 +62,7 @@ from stream.codec import (
     InvalidEvent,
     check_key,
     dead_letter,
+    dead_letter_room,
     decode_cart,
     decode_purchase,
     decode_subscription,
@@ -130,7 +131,14 @@ from stream.domain.triggers import (
     renewal_trigger,
 )
 from stream.domain.variants import TREATMENT, assign_variant
-from stream.kafka import KeyPartitioner, client_security, faust_client_options, tuned_transport
+from stream.kafka import (
+    KeyPartitioner,
+    TopicLimit,
+    client_security,
+    faust_client_options,
+    max_message_bytes,
+    tuned_transport,
+)
 from stream.metrics import FaustSensors, Metrics, labelled
 from stream.offsets import verify_end_offsets
 from stream.state import (
@@ -199,6 +207,12 @@ triggers_topic = _topic(T.triggers)
 customer_ltv_topic = _topic(T.customer_ltv)
 item_neighbors_topic = _topic(T.item_neighbors)
 dead_letters_topic = _topic(T.dead_letters)
+# What the dead-letters topic takes: a dead letter's original is cut to fit it
+# where the topic was made for less than MAX_DEAD_LETTER_BYTES (Kafka's default
+# is 1 MB), since a record the broker refuses would stop the worker.
+dead_letters_limit = TopicLimit(
+    T.dead_letters, lambda: max_message_bytes(settings, T.dead_letters), MAX_DEAD_LETTER_BYTES
+)
 item_baskets_topic = _topic(T.item_baskets)
 # Internal: event-time ticks, one per owned partition a second, so that
 # renewal windows fire inside an agent (table writes need the partition's
@@ -344,7 +358,9 @@ def observe_latency(event: EventT[bytes]) -> None:
 
 
 async def dead_letter_event(event: EventT[bytes], topic: str, reason: str, detail: str) -> None:
-    """Send the record to dead-letters with why and its original bytes; count it."""
+    """Send the record to dead-letters with why and its original bytes (as many as the
+    topic takes); count it."""
+    limit = min(MAX_DEAD_LETTER_BYTES, await dead_letters_limit.get())
     await publish(
         dead_letters_topic,
         event.key,
@@ -358,6 +374,7 @@ async def dead_letter_event(event: EventT[bytes], topic: str, reason: str, detai
                 original=event.value if isinstance(event.value, bytes) else b"",
                 failed_at=now_ts(),
                 key=event.key,
+                max_original=dead_letter_room(limit, detail, event.key),
             )
         ),
     )
@@ -1052,6 +1069,12 @@ async def _on_subscription_event(event: EventT[bytes], change: SubscriptionEvent
 handle_subscription = valid_only(
     T.subscription, decode_subscription, "track_subscriptions", _on_subscription_event
 )
+
+
+@app.task
+async def read_dead_letters_limit() -> None:
+    """Look up what dead-letters takes at start, so that a low limit is logged then."""
+    await dead_letters_limit.get()
 
 
 @app.task

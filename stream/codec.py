@@ -87,6 +87,10 @@ MAX_ORDER_LINES: Final = 1_000
 # fits the 5 MiB record limit set on the dead-letters topic and the producer.
 MAX_DEAD_LETTER_ORIGINAL: Final = 2 * 1_048_576
 MAX_DEAD_LETTER_BYTES: Final = 5 * 1_048_576
+# What a dead letter holds besides its original, key and detail, with room to
+# spare: field names, topic (at most 249 characters), numbers, sha256, the
+# record's and its batch's framing in Kafka.
+DEAD_LETTER_ENVELOPE: Final = 1024
 
 # RFC 3339 `date-time` (section 5.6, lower-case t/z allowed) with ranged fields:
 # `datetime.fromisoformat` alone also takes `20261123T0915Z`, `+0530`, `+05:60`.
@@ -309,6 +313,18 @@ def dead_letter(
         "key": None if key is None else key.decode("utf-8", errors="replace"),
         "failed_at": failed_at,
     }
+
+
+def dead_letter_room(limit: int, detail: str, key: bytes | None) -> int:
+    """The most bytes of an original a dead letter carries to stay within `limit` bytes.
+
+    `limit` is what the dead-letters topic takes (its `max.message.bytes`).
+    At most MAX_DEAD_LETTER_ORIGINAL; base64 makes 4 characters of every 3
+    bytes, and the detail and key count 6 bytes a character, the most JSON's
+    escapes make of one (a record's key also travels raw beside its value).
+    """
+    envelope = DEAD_LETTER_ENVELOPE + 6 * (len(detail) + len(key or b""))
+    return max(0, min(MAX_DEAD_LETTER_ORIGINAL, (limit - envelope) // 4 * 3))
 
 
 def _json_default(obj: object) -> object:

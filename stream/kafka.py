@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 import types
 from collections import Counter
 from collections.abc import (
@@ -30,6 +31,9 @@ from weakref import WeakKeyDictionary
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import for_code
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.structs import OffsetAndMetadata
@@ -42,6 +46,9 @@ from stream.config import Security, Settings
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+TOPIC_LIMIT_TIMEOUT_S = 10.0  # a topic's config lookup, all of it
+FAILED_LOOKUP_TTL_S = 60.0  # how long the default stands after a failed lookup
 
 
 def ssl_context(security: Security) -> ssl.SSLContext | None:
@@ -82,6 +89,88 @@ def client_security(security: Security) -> dict[str, Any]:
         options["sasl_plain_username"] = security.sasl_username
         options["sasl_plain_password"] = security.sasl_password
     return options
+
+
+async def max_message_bytes(settings: Settings, topic: str) -> int | None:
+    """`topic`'s `max.message.bytes` as the cluster reports it (None: not reported).
+
+    Apache Kafka reports every config, the broker's default included; the
+    embedded broker only those set on the topic. All of a topic's configs
+    are asked for: the embedded broker drops a request that names them.
+    """
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers if settings.broker else "localhost:9092",
+        request_timeout_ms=int(TOPIC_LIMIT_TIMEOUT_S * 1000),
+        **client_security(settings.security),
+    )
+    try:
+        await admin.start()
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    [(error_code, error_message, _, _, entries)] = response.resources
+    if error_code:
+        raise for_code(error_code)(f"{topic}: {error_message}")
+    for name, value, *_ in entries:
+        if name == "max.message.bytes" and value is not None:
+            return int(value)
+    return None
+
+
+class TopicLimit:
+    """A topic's `max.message.bytes`: looked up when first asked for, again after `ttl_s`.
+
+    Until it is known, and for FAILED_LOOKUP_TTL_S after a lookup that
+    failed (a broker away, no right to describe configs, an answer not
+    understood), `default`. A limit below `default` is logged as a warning
+    when it is found.
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        lookup: Callable[[], Awaitable[int | None]],
+        default: int,
+        ttl_s: float = 600.0,
+    ) -> None:
+        self.topic = topic
+        self.default = default
+        self._lookup = lookup
+        self._ttl_s = ttl_s
+        self._value: int | None = None
+        self._until = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> int:
+        if self._value is None or time.monotonic() >= self._until:
+            async with self._lock:
+                if self._value is None or time.monotonic() >= self._until:
+                    await self._refresh()
+        assert self._value is not None
+        return self._value
+
+    async def _refresh(self) -> None:
+        try:
+            async with asyncio.timeout(TOPIC_LIMIT_TIMEOUT_S):
+                found = await self._lookup()
+        except Exception as exc:  # whatever went wrong, the default stands: never stop a caller
+            log.warning(
+                "could not read a topic's max.message.bytes: assuming the default",
+                extra={"topic": self.topic, "default": self.default, "error": repr(exc)},
+            )
+            value, ttl = self.default, FAILED_LOOKUP_TTL_S
+        else:
+            value, ttl = (self.default if found is None else found), self._ttl_s
+            if value != self._value:
+                low = value < self.default
+                log.log(
+                    logging.WARNING if low else logging.INFO,
+                    "topic takes records up to %d bytes%s",
+                    value,
+                    f", less than the {self.default} wanted" if low else "",
+                    extra={"topic": self.topic, "max_message_bytes": found},
+                )
+        self._value, self._until = value, time.monotonic() + ttl
 
 
 def faust_client_options(settings: Settings) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
@@ -321,9 +322,16 @@ def values(records: list[ConsumerRecord[bytes, bytes]]) -> list[dict[str, Any]]:
 
 @contextlib.asynccontextmanager
 async def namespace(
-    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory, partitions: int = 4
+    broker: EmbeddedBroker,
+    tmp_path_factory: pytest.TempPathFactory,
+    partitions: int = 4,
+    topic_configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> AsyncIterator[Deployment]:
-    """A fresh namespace (topics, group, data) on the session broker; its workers stop after."""
+    """A fresh namespace (topics, group, data) on the session broker; its workers stop after.
+
+    `topic_configs`: topics (by their `Topics` field, e.g. "dead_letters")
+    made first with these configs, as an operator may have made them.
+    """
     prefix = f"t{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
     env.update(
@@ -336,6 +344,20 @@ async def namespace(
     for name, var in _TOPIC_VARS.items():
         env[var] = f"{prefix}-{getattr(defaults, name)}"
     settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("STREAM_")})
+    if topic_configs:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap, client_id=CLIENT_ID)
+        await admin.start()
+        try:
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        getattr(settings.topics, name), partitions, 1, topic_configs=dict(configs)
+                    )
+                    for name, configs in topic_configs.items()
+                ]
+            )
+        finally:
+            await admin.close()
     await ensure_topics(settings)
     running = Deployment(broker, env, settings, tmp_path_factory.mktemp(prefix))
     try:

@@ -4,11 +4,16 @@ Every invalid example of the codec's table (plus mis-keyed records) goes
 through a live worker, interleaved with valid orders: each invalid record
 lands in dead-letters with its reason, source position and original bytes;
 each valid one is processed; the worker keeps running; the counters agree.
+
+A dead-letters topic made for less than the 5 MiB the service asks for (as
+Kafka's default of 1 MB) gets dead letters cut to fit it: the embedded broker
+does not enforce the limit, so the test measures the records it is sent.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections import Counter
 from typing import Any
 
@@ -16,8 +21,10 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from stream.broker import EmbeddedBroker
+from stream.codec import MAX_DEAD_LETTER_BYTES
 from tests.examples import INVALID, VALID
-from tests.integration.conftest import Deployment, values
+from tests.integration.conftest import Deployment, namespace, values
 from tests.schema_check import validate
 
 pytestmark = pytest.mark.integration
@@ -174,3 +181,45 @@ async def test_a_record_the_workers_code_raises_on_is_kept_and_the_agent_goes_on
                     counted += sample.value
     assert counted == 1
     assert "processing failed" in deployment.logs()
+
+
+KAFKAS_DEFAULT_LIMIT = 1_048_588  # Kafka's max.message.bytes, where a topic does not set it
+
+
+async def test_a_dead_letter_is_cut_to_what_its_topic_takes(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """dead-letters made at Kafka's default limit: a 1,000,000-byte bad record's dead letter
+    fits it (its original cut, its size and hash of the whole), and the worker goes on."""
+    async with namespace(
+        broker,
+        tmp_path_factory,
+        topic_configs={"dead_letters": {"max.message.bytes": str(KAFKAS_DEFAULT_LIMIT)}},
+    ) as deployment:
+        topics = deployment.topics
+        worker = deployment.start_worker()
+        big = (b"not json " * 111_112)[:1_000_000]
+        await deployment.produce(topics.cart, [(b"dl-big", big)])
+        order = valid_order(2000)
+        await deployment.produce(
+            topics.purchase, [(order["customer_id"].encode(), orjson.dumps(order))]
+        )
+
+        [record] = await deployment.read(topics.dead_letters, lambda rs: len(rs) >= 1, settle=2.0)
+        assert len(record.value) + len(record.key or b"") + 128 <= KAFKAS_DEFAULT_LIMIT
+        letter = orjson.loads(record.value)
+        validate("dead-letter", letter)
+        kept = base64.b64decode(letter["original"])
+        assert letter["reason"] == "not_json"
+        assert letter["original_truncated"] is True
+        assert 750_000 < len(kept) < 1_000_000
+        assert kept == big[: len(kept)]
+        assert letter["original_size"] == len(big)
+        assert letter["original_sha256"] == hashlib.sha256(big).hexdigest()
+
+        await deployment.read(topics.customer_ltv, lambda rs: len(rs) >= 1)
+        assert worker.process.poll() is None, deployment.logs()
+        assert (
+            f"topic takes records up to {KAFKAS_DEFAULT_LIMIT} bytes, "
+            f"less than the {MAX_DEAD_LETTER_BYTES} wanted"
+        ) in worker.log_path.read_text()

@@ -9,13 +9,19 @@ from types import MappingProxyType
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stream.codec import (
+    DEAD_LETTER_ENVELOPE,
     DECODERS,
+    MAX_DEAD_LETTER_BYTES,
+    MAX_DEAD_LETTER_ORIGINAL,
     REASONS,
     InvalidEvent,
     check_key,
     dead_letter,
+    dead_letter_room,
     decode_cart,
     decode_event,
     decode_purchase,
@@ -248,6 +254,58 @@ def test_dead_letter_truncates_a_huge_original_but_describes_all_of_it() -> None
     assert record["original_truncated"] is True
     assert record["original_size"] == 10_240
     assert record["original_sha256"] == hashlib.sha256(original).hexdigest()
+
+
+# Bytes of every value, long enough for the largest original kept (2 MiB) and more.
+BIG_ORIGINAL = bytes(range(256)) * (3 * 4096)  # 3 MiB
+KAFKA_FRAMING = 128  # a record batch's header (61 bytes) and its one record's, with room
+
+
+@given(
+    limit=st.integers(min_value=0, max_value=6 * 1_048_576),
+    size=st.integers(min_value=0, max_value=len(BIG_ORIGINAL)),
+    detail=st.text(max_size=300),
+    key=st.none() | st.binary(max_size=300),
+)
+def test_a_dead_letter_sized_by_its_room_fits_the_topic(
+    limit: int, size: int, detail: str, key: bytes | None
+) -> None:
+    """With `dead_letter_room`'s bytes of the original, the record and its key fit `limit`.
+
+    Whatever the detail and key hold (JSON escapes a control character in 6
+    bytes), and with the longest topic name Kafka allows; the original kept
+    is the start of the whole, marked truncated when cut.
+    """
+    original = BIG_ORIGINAL[:size]
+    room = dead_letter_room(limit, detail, key)
+    record = dead_letter(
+        reason="processing_error",
+        detail=detail,
+        topic="t" * 249,
+        partition=2_147_483_647,
+        offset=9_223_372_036_854_775_807,
+        original=original,
+        failed_at="2026-11-23T09:15:00.250Z",
+        key=key,
+        max_original=room,
+    )
+    kept = base64.b64decode(str(record["original"]))
+    assert kept == original[:room]
+    assert record["original_truncated"] is (size > room)
+    assert record["original_size"] == size
+    if limit >= DEAD_LETTER_ENVELOPE + 6 * (len(detail) + len(key or b"")):  # else none fits
+        assert len(encode(record)) + len(key or b"") + KAFKA_FRAMING <= limit
+
+
+def test_a_dead_letter_keeps_its_2_mib_where_the_topic_takes_5() -> None:
+    """At the 5 MiB the dead-letters topic is made for, the original is cut at 2 MiB as before;
+    at Kafka's default of 1 MB (1,048,588 bytes), about 3/4 of it."""
+    assert dead_letter_room(MAX_DEAD_LETTER_BYTES, "value is not JSON", b"cust-1") == (
+        MAX_DEAD_LETTER_ORIGINAL
+    )
+    room = dead_letter_room(1_048_588, "value is not JSON", b"cust-1")
+    assert 780_000 < room < 1_048_588 * 3 // 4
+    assert dead_letter_room(500, "d", None) == 0
 
 
 @pytest.mark.parametrize(
