@@ -162,7 +162,10 @@ async def ensure_topics(
 
     Compacted outputs get `cleanup.policy=compact` (Kafka honours it; the
     embedded broker keeps every record). Retries until the broker answers.
+    With the settings' security (SASL/TLS), as `make run` on a cluster needs.
     """
+    from stream.kafka import client_security  # imports faust: not for the broker alone
+
     servers = list(bootstrap) if bootstrap is not None else settings.bootstrap_servers
     topics = settings.topics
     wanted = [
@@ -176,7 +179,11 @@ async def ensure_topics(
     ]
     deadline = time.monotonic() + wait_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=servers,
+            request_timeout_ms=5000,
+            **client_security(settings.security),
+        )
         try:
             await admin.start()
             existing = set(await admin.list_topics())
