@@ -87,6 +87,9 @@ MAX_ORDER_LINES: Final = 1_000
 # fits the 5 MiB record limit set on the dead-letters topic and the producer.
 MAX_DEAD_LETTER_ORIGINAL: Final = 2 * 1_048_576
 MAX_DEAD_LETTER_BYTES: Final = 5 * 1_048_576
+# A dead letter's `detail` is cut to this many characters: an exception's
+# message may quote an input whole, and the record must fit its topic.
+MAX_DEAD_LETTER_DETAIL: Final = 4096
 # What a dead letter holds besides its original, key and detail, with room to
 # spare: field names, topic (at most 249 characters), numbers, sha256, the
 # record's and its batch's framing in Kafka.
@@ -296,13 +299,14 @@ def dead_letter(
     An original over `max_original` bytes keeps its first `max_original`
     bytes, with `original_truncated: true`; `original_size` and
     `original_sha256` always describe the whole value, and topic, partition
-    and offset point at it. `failed_at` is the caller's RFC 3339 UTC
-    string: the codec never reads the clock.
+    and offset point at it. A `detail` over MAX_DEAD_LETTER_DETAIL
+    characters keeps its start and says how long it was. `failed_at` is the
+    caller's RFC 3339 UTC string: the codec never reads the clock.
     """
     truncated = len(original) > max_original
     return {
         "reason": reason,
-        "detail": detail,
+        "detail": _cut_detail(detail),
         "topic": topic,
         "partition": partition,
         "offset": offset,
@@ -315,6 +319,13 @@ def dead_letter(
     }
 
 
+def _cut_detail(detail: str) -> str:
+    if len(detail) <= MAX_DEAD_LETTER_DETAIL:
+        return detail
+    note = f"... ({len(detail)} characters)"
+    return detail[: MAX_DEAD_LETTER_DETAIL - len(note)] + note
+
+
 def dead_letter_room(limit: int, detail: str, key: bytes | None) -> int:
     """The most bytes of an original a dead letter carries to stay within `limit` bytes.
 
@@ -323,7 +334,8 @@ def dead_letter_room(limit: int, detail: str, key: bytes | None) -> int:
     bytes, and the detail and key count 6 bytes a character, the most JSON's
     escapes make of one (a record's key also travels raw beside its value).
     """
-    envelope = DEAD_LETTER_ENVELOPE + 6 * (len(detail) + len(key or b""))
+    detail_chars = min(len(detail), MAX_DEAD_LETTER_DETAIL)  # as `dead_letter` cuts it
+    envelope = DEAD_LETTER_ENVELOPE + 6 * (detail_chars + len(key or b""))
     return max(0, min(MAX_DEAD_LETTER_ORIGINAL, (limit - envelope) // 4 * 3))
 
 

@@ -16,6 +16,7 @@ from stream.codec import (
     DEAD_LETTER_ENVELOPE,
     DECODERS,
     MAX_DEAD_LETTER_BYTES,
+    MAX_DEAD_LETTER_DETAIL,
     MAX_DEAD_LETTER_ORIGINAL,
     REASONS,
     InvalidEvent,
@@ -306,6 +307,41 @@ def test_a_dead_letter_keeps_its_2_mib_where_the_topic_takes_5() -> None:
     room = dead_letter_room(1_048_588, "value is not JSON", b"cust-1")
     assert 780_000 < room < 1_048_588 * 3 // 4
     assert dead_letter_room(500, "d", None) == 0
+
+
+def test_a_long_detail_is_cut_and_the_dead_letter_still_fits() -> None:
+    """An exception's message that quotes a whole input (control characters, escaped in 6
+    bytes each, included) keeps its start and its length; the record fits a 1 MB topic."""
+    detail = "ValueError: " + "\x01" * 1_000_000
+    room = dead_letter_room(1_048_588, detail, b"cust-1")
+    record = dead_letter(
+        reason="processing_error",
+        detail=detail,
+        topic="cart-events",
+        partition=0,
+        offset=0,
+        original=BIG_ORIGINAL[:1_000_000],
+        failed_at="2026-11-23T09:15:00Z",
+        key=b"cust-1",
+        max_original=room,
+    )
+    cut = str(record["detail"])
+    assert len(cut) == MAX_DEAD_LETTER_DETAIL
+    assert cut.startswith("ValueError: \x01")
+    assert cut.endswith("... (1000012 characters)")
+    assert room > 700_000
+    assert len(encode(record)) + len(b"cust-1") + KAFKA_FRAMING <= 1_048_588
+    short = dead_letter(
+        reason="not_json",
+        detail="value is not JSON",
+        topic="t",
+        partition=0,
+        offset=0,
+        original=b"x",
+        failed_at="2026-11-23T09:15:00Z",
+        key=None,
+    )
+    assert short["detail"] == "value is not JSON"
 
 
 @pytest.mark.parametrize(
