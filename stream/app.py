@@ -62,6 +62,7 @@ from stream.codec import (
     InvalidEvent,
     check_key,
     dead_letter,
+    dead_letter_key,
     dead_letter_room,
     decode_cart,
     decode_purchase,
@@ -363,7 +364,7 @@ async def dead_letter_event(event: EventT[bytes], topic: str, reason: str, detai
     limit = min(MAX_DEAD_LETTER_BYTES, await dead_letters_limit.get())
     await publish(
         dead_letters_topic,
-        event.key,
+        dead_letter_key(event.key),
         encode(
             dead_letter(
                 reason=reason,

@@ -90,6 +90,10 @@ MAX_DEAD_LETTER_BYTES: Final = 5 * 1_048_576
 # A dead letter's `detail` is cut to this many characters: an exception's
 # message may quote an input whole, and the record must fit its topic.
 MAX_DEAD_LETTER_DETAIL: Final = 4096
+# A dead letter's key (the record's and the `key` field) is cut to this many
+# bytes: any customer id (MAX_TEXT_CHARS characters, 4 bytes each at most)
+# fits whole, and a key of hundreds of KB cannot make a record its topic refuses.
+MAX_DEAD_LETTER_KEY: Final = 1024
 # What a dead letter holds besides its original, key and detail, with room to
 # spare: field names, topic (at most 249 characters), numbers, sha256, the
 # record's and its batch's framing in Kafka.
@@ -295,7 +299,9 @@ def dead_letter(
     """The dead-letter record (DESIGN.md, `dead-letters`) for one rejected input record.
 
     `original` comes back as standard base64 text (it decodes to the exact
-    bytes), `key` as UTF-8 text with undecodable bytes replaced (or None).
+    bytes), `key` as UTF-8 text with undecodable bytes replaced (or None):
+    the `dead_letter_key` the record is sent with, `key_truncated` when that
+    is only the start of the original key.
     An original over `max_original` bytes keeps its first `max_original`
     bytes, with `original_truncated: true`; `original_size` and
     `original_sha256` always describe the whole value, and topic, partition
@@ -304,6 +310,7 @@ def dead_letter(
     caller's RFC 3339 UTC string: the codec never reads the clock.
     """
     truncated = len(original) > max_original
+    kept_key = dead_letter_key(key)
     return {
         "reason": reason,
         "detail": _cut_detail(detail),
@@ -314,7 +321,8 @@ def dead_letter(
         "original_size": len(original),
         "original_sha256": hashlib.sha256(original).hexdigest(),
         "original_truncated": truncated,
-        "key": None if key is None else key.decode("utf-8", errors="replace"),
+        "key": None if kept_key is None else kept_key.decode("utf-8", errors="replace"),
+        "key_truncated": key is not None and len(key) > MAX_DEAD_LETTER_KEY,
         "failed_at": failed_at,
     }
 
@@ -326,16 +334,23 @@ def _cut_detail(detail: str) -> str:
     return detail[: MAX_DEAD_LETTER_DETAIL - len(note)] + note
 
 
+def dead_letter_key(key: bytes | None) -> bytes | None:
+    """The key a dead letter is sent with: the original's, its first MAX_DEAD_LETTER_KEY bytes."""
+    return None if key is None else key[:MAX_DEAD_LETTER_KEY]
+
+
 def dead_letter_room(limit: int, detail: str, key: bytes | None) -> int:
     """The most bytes of an original a dead letter carries to stay within `limit` bytes.
 
     `limit` is what the dead-letters topic takes (its `max.message.bytes`).
     At most MAX_DEAD_LETTER_ORIGINAL; base64 makes 4 characters of every 3
-    bytes, and the detail and key count 6 bytes a character, the most JSON's
-    escapes make of one (a record's key also travels raw beside its value).
+    bytes; the detail and key, as `dead_letter` cuts them, count 6 bytes a
+    character, the most JSON's escapes make of one, and the key once more:
+    the record's key travels raw beside its value.
     """
-    detail_chars = min(len(detail), MAX_DEAD_LETTER_DETAIL)  # as `dead_letter` cuts it
-    envelope = DEAD_LETTER_ENVELOPE + 6 * (detail_chars + len(key or b""))
+    detail_chars = min(len(detail), MAX_DEAD_LETTER_DETAIL)
+    key_bytes = len(dead_letter_key(key) or b"")
+    envelope = DEAD_LETTER_ENVELOPE + 6 * detail_chars + 7 * key_bytes
     return max(0, min(MAX_DEAD_LETTER_ORIGINAL, (limit - envelope) // 4 * 3))
 
 

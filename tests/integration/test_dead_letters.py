@@ -190,7 +190,8 @@ async def test_a_dead_letter_is_cut_to_what_its_topic_takes(
     broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """dead-letters made at Kafka's default limit: a 1,000,000-byte bad record's dead letter
-    fits it (its original cut, its size and hash of the whole), and the worker goes on."""
+    fits it (its original cut, its size and hash of the whole), and so does that of a valid
+    order sent with a 600,000-byte key (the key cut); the worker goes on."""
     async with namespace(
         broker,
         tmp_path_factory,
@@ -200,13 +201,25 @@ async def test_a_dead_letter_is_cut_to_what_its_topic_takes(
         worker = deployment.start_worker()
         big = (b"not json " * 111_112)[:1_000_000]
         await deployment.produce(topics.cart, [(b"dl-big", big)])
+        huge_key = b"\x01" * 600_000  # JSON writes each as \u0001: 3.6 MB whole
+        mis_keyed = orjson.dumps(valid_order(2001))
+        await deployment.produce(topics.purchase, [(huge_key, mis_keyed)])
         order = valid_order(2000)
         await deployment.produce(
             topics.purchase, [(order["customer_id"].encode(), orjson.dumps(order))]
         )
 
-        [record] = await deployment.read(topics.dead_letters, lambda rs: len(rs) >= 1, settle=2.0)
-        assert len(record.value) + len(record.key or b"") + 128 <= KAFKAS_DEFAULT_LIMIT
+        letters = await deployment.read(topics.dead_letters, lambda rs: len(rs) >= 2, settle=2.0)
+        assert len(letters) == 2
+        for record in letters:
+            assert len(record.value) + len(record.key or b"") + 128 <= KAFKAS_DEFAULT_LIMIT
+        [record] = [r for r in letters if r.key == b"dl-big"]
+        [keyed] = [orjson.loads(r.value) for r in letters if r.key == huge_key[:1024]]
+        validate("dead-letter", keyed)
+        assert keyed["reason"] == "bad_key"
+        assert keyed["key"] == "\x01" * 1024
+        assert keyed["key_truncated"] is True
+        assert base64.b64decode(keyed["original"]) == mis_keyed
         letter = orjson.loads(record.value)
         validate("dead-letter", letter)
         kept = base64.b64decode(letter["original"])

@@ -17,11 +17,13 @@ from stream.codec import (
     DECODERS,
     MAX_DEAD_LETTER_BYTES,
     MAX_DEAD_LETTER_DETAIL,
+    MAX_DEAD_LETTER_KEY,
     MAX_DEAD_LETTER_ORIGINAL,
     REASONS,
     InvalidEvent,
     check_key,
     dead_letter,
+    dead_letter_key,
     dead_letter_room,
     decode_cart,
     decode_event,
@@ -232,6 +234,7 @@ def test_dead_letter_round_trips_the_original(original: bytes) -> None:
         "original_sha256": hashlib.sha256(original).hexdigest(),
         "original_truncated": False,
         "key": "cust-1",
+        "key_truncated": False,
         "failed_at": "2026-11-23T09:15:00Z",
     }
     assert base64.b64decode(back["original"], validate=True) == original
@@ -266,7 +269,7 @@ KAFKA_FRAMING = 128  # a record batch's header (61 bytes) and its one record's, 
     limit=st.integers(min_value=0, max_value=6 * 1_048_576),
     size=st.integers(min_value=0, max_value=len(BIG_ORIGINAL)),
     detail=st.text(max_size=300),
-    key=st.none() | st.binary(max_size=300),
+    key=st.none() | st.binary(max_size=300) | st.binary(min_size=1000, max_size=3000),
 )
 def test_a_dead_letter_sized_by_its_room_fits_the_topic(
     limit: int, size: int, detail: str, key: bytes | None
@@ -275,7 +278,7 @@ def test_a_dead_letter_sized_by_its_room_fits_the_topic(
 
     Whatever the detail and key hold (JSON escapes a control character in 6
     bytes), and with the longest topic name Kafka allows; the original kept
-    is the start of the whole, marked truncated when cut.
+    is the start of the whole, marked truncated when cut, and so is the key.
     """
     original = BIG_ORIGINAL[:size]
     room = dead_letter_room(limit, detail, key)
@@ -294,8 +297,12 @@ def test_a_dead_letter_sized_by_its_room_fits_the_topic(
     assert kept == original[:room]
     assert record["original_truncated"] is (size > room)
     assert record["original_size"] == size
-    if limit >= DEAD_LETTER_ENVELOPE + 6 * (len(detail) + len(key or b"")):  # else none fits
-        assert len(encode(record)) + len(key or b"") + KAFKA_FRAMING <= limit
+    sent_key = dead_letter_key(key)
+    assert sent_key == (None if key is None else key[:MAX_DEAD_LETTER_KEY])
+    assert record["key_truncated"] is (sent_key != key)
+    key_bytes = len(sent_key or b"")
+    if limit >= DEAD_LETTER_ENVELOPE + 6 * len(detail) + 7 * key_bytes:  # else none fits
+        assert len(encode(record)) + key_bytes + KAFKA_FRAMING <= limit
 
 
 def test_a_dead_letter_keeps_its_2_mib_where_the_topic_takes_5() -> None:
@@ -331,6 +338,30 @@ def test_a_long_detail_is_cut_and_the_dead_letter_still_fits() -> None:
     assert cut.endswith("... (1000012 characters)")
     assert room > 700_000
     assert len(encode(record)) + len(b"cust-1") + KAFKA_FRAMING <= 1_048_588
+
+
+def test_a_huge_key_is_cut_and_the_dead_letter_still_fits() -> None:
+    """A key of 600 KB (a wrong key, so a dead letter) keeps its first MAX_DEAD_LETTER_KEY
+    bytes, as the record's key and as text, and leaves the original most of a 1 MB topic."""
+    key = b"\x01" * 600_000
+    room = dead_letter_room(1_048_588, "key is not the customer id", key)
+    record = dead_letter(
+        reason="bad_key",
+        detail="key is not the customer id",
+        topic="cart-events",
+        partition=0,
+        offset=0,
+        original=BIG_ORIGINAL[:1_000_000],
+        failed_at="2026-11-23T09:15:00Z",
+        key=key,
+        max_original=room,
+    )
+    sent_key = dead_letter_key(key)
+    assert sent_key == key[:MAX_DEAD_LETTER_KEY]
+    assert record["key"] == "\x01" * MAX_DEAD_LETTER_KEY
+    assert record["key_truncated"] is True
+    assert room > 700_000
+    assert len(encode(record)) + len(sent_key or b"") + KAFKA_FRAMING <= 1_048_588
 
 
 @pytest.mark.parametrize(
