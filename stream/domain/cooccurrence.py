@@ -47,6 +47,7 @@ from typing import Any, ClassVar, Final
 MAX_BASKET_ITEMS: Final = 50
 DEFAULT_CAPACITY: Final = 100
 LANDMARK_HALF_LIVES: Final = 256
+MAX_DOUBLINGS: Final = 512  # a decay factor's cap (`_doubled`): 2^512 is about 1.3e154
 SECONDS_PER_DAY: Final = 86_400.0
 
 Number = int | float
@@ -102,13 +103,13 @@ class Decay:
         """A basket's weight at time `ts` relative to `landmark`: 2^((ts - L) / H), or 1."""
         if not self.enabled:
             return 1
-        return float(2.0 ** ((ts - landmark) / self._half_life_s))
+        return _doubled((ts - landmark) / self._half_life_s)
 
     def factor(self, from_landmark: float, to_landmark: float) -> float:
         """Multiply a value kept relative to one landmark to express it relative to another."""
         if not self.enabled or from_landmark == to_landmark:
             return 1.0
-        return float(2.0 ** ((from_landmark - to_landmark) / self._half_life_s))
+        return _doubled((from_landmark - to_landmark) / self._half_life_s)
 
     def convert(self, value: Number, from_landmark: float, to_landmark: float) -> Number:
         """`value` (kept relative to `from_landmark`) relative to `to_landmark`."""
@@ -118,6 +119,18 @@ class Decay:
 
 
 NO_DECAY: Final = Decay()
+
+
+def _doubled(half_lives: float) -> float:
+    """2^half_lives, at most 2^MAX_DOUBLINGS.
+
+    A float holds up to 2^1024, and `2.0 ** x` raises past it. Times that
+    far apart (1,024 half-lives: 2.8 years at a half-life of a day, or one
+    event dated in year 9999 or 1970) would stop the worker where a value is
+    expressed at the other's time; capped, such values are only bounds, and
+    everything stays finite.
+    """
+    return float(2.0 ** min(half_lives, MAX_DOUBLINGS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,9 +315,14 @@ def apply_basket(
                 floor_count, evicted = heapq.heappop(smallest)
             del pairs[evicted]
             errors.pop(evicted, None)
-            pairs[other] = floor_count + weight
-            errors[other] = floor_count
-            heapq.heappush(smallest, (pairs[other], other))
+            # Space-Saving's over-estimate, but never above n_i: a pair is in
+            # at most every basket of the row (a basket of more items than
+            # the row keeps would otherwise count a pair seen once as 2).
+            count = min(floor_count + weight, baskets + weight)
+            pairs[other] = count
+            if count > weight:
+                errors[other] = count - weight
+            heapq.heappush(smallest, (count, other))
     applied = dict(current.applied)
     applied[basket.source] = basket.offset
     return (

@@ -38,6 +38,7 @@ from stream.domain.cooccurrence import (
     top_neighbors,
     total_of,
 )
+from stream.domain.suggestions import SuggestionRules, suggest_for_cart
 
 SKUS_60 = [f"s{n:02d}" for n in range(60)]
 
@@ -864,8 +865,12 @@ def feed(
             {"e": 3, "b": 3},
             {"e": 2, "b": 2},
         ),
-        # Within one basket pairs are counted one after another: b 1, c 1, then d evicts b.
-        ([("a", "b", "c", "d")], 2, {"c": 1, "d": 2}, {"d": 1}),
+        # Within one basket pairs are counted one after another: b 1, c 1, then d evicts b,
+        # and starts at 1 + 1 capped at n_i = 1 (a pair is in at most every basket): exact.
+        ([("a", "b", "c", "d")], 2, {"c": 1, "d": 1}, {}),
+        # The same after a basket: b 1, c 1; then b 2, c 2, and e evicts (2, "b") just counted
+        # in this basket: e = 2 + 1 capped at n_i = 2, error 1.
+        ([("a", "b", "c"), ("a", "b", "c", "e")], 2, {"c": 2, "e": 2}, {"e": 1}),
         # Capacity 1: every new neighbour replaces the one kept: b 1; c = 1 + 1; b = 2 + 1.
         ([("a", "b"), ("a", "c"), ("a", "b")], 1, {"b": 3}, {"b": 2}),
         # A kept neighbour only grows; its error stays: d 2 (error 1) + 1 + 1 = 4.
@@ -906,9 +911,14 @@ def test_space_saving_default_capacity() -> None:
 def reference_space_saving(
     baskets: list[tuple[tuple[str, ...], Number]], sku: str, capacity: int
 ) -> tuple[dict[str, Number], dict[str, Number]]:
-    """Space-Saving as written in the paper: each new neighbour scans for the smallest counter."""
+    """Space-Saving as written in the paper: each new neighbour scans for the smallest counter.
+
+    A new counter starts at the smallest + its weight, but never above the
+    baskets counted with this one (n_i: no pair is in more).
+    """
     pairs: dict[str, Number] = {}
     errors: dict[str, Number] = {}
+    n_i: Number = 0
     for items, weight in baskets:
         for other in items:
             if other == sku:
@@ -921,8 +931,10 @@ def reference_space_saving(
                 smallest = min(pairs, key=lambda j: (pairs[j], j))
                 floor_count = pairs.pop(smallest)
                 errors.pop(smallest, None)
-                pairs[other] = floor_count + weight
-                errors[other] = floor_count
+                pairs[other] = min(floor_count + weight, n_i + weight)
+                if pairs[other] > weight:
+                    errors[other] = pairs[other] - weight
+        n_i += weight
     return pairs, errors
 
 
@@ -1243,3 +1255,51 @@ def test_index_with_decay_republished_item_is_listed_once() -> None:
     # a at B + 1 day with 5 baskets: 10 at B, now ahead of b.
     index.apply(record("a", 5.0, 100.0, {}, B + DAY))
     assert index.popular(5, B) == [("a", 10.0), ("b", 6.0)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_no_pair_counts_more_than_its_rows_baskets(seed: int) -> None:
+    """Baskets of more items than a row keeps: every count <= n_i, so confidence and support
+    stay <= 1 (a pair seen in one basket of 16 items once counted 2 in a row of 10)."""
+    rng = random.Random(seed)
+    capacity = rng.randint(1, 10)
+    baskets = [("a", *rng.sample(SKUS_60, rng.randint(1, 30))) for _ in range(rng.randint(1, 12))]
+    for decay in (NO_DECAY, H1):
+        row = feed("a", baskets, capacity, decay)
+        assert all(count <= row.baskets for count in row.pairs.values())
+        total = Weighted(row.baskets, row.landmark)
+        for neighbor in top_neighbors(row, total, lambda _: None, capacity, decay):
+            assert neighbor.confidence <= 1.0
+            assert neighbor.support <= 1.0
+
+
+def test_times_a_thousand_half_lives_apart_stay_finite() -> None:
+    """Decay at a half-life of an hour: baskets in 1970, 2026 and 2099 (the codec's range;
+    9,000 times more half-lives apart than a float's 2^1024 takes) publish finite records
+    and rank a cart, where `2.0 ** x` raised OverflowError and stopped the worker."""
+    decay = Decay(1 / 24)
+    times = [0.0, T0, 4_102_444_799.0]
+    rows: dict[str, ItemRow] = {}
+    count: BasketCount | None = None
+    for offset, (ts, items) in enumerate(
+        zip(times, [("a", "b"), ("a", "c"), ("d", "b")], strict=True)
+    ):
+        count = count_basket(count, ts, offset, decay)
+        for sku in items:
+            rows[sku], _ = apply_basket(rows.get(sku), sku, basket(items, 0, offset, ts), decay)
+    assert count is not None
+    total = total_of([count], decay)
+    index = NeighborIndex(decay)
+    for sku, row in rows.items():
+        published = neighbors_record(sku, row, total, index.weighted, 10, decay)
+        numbers = [published["baskets"], published["total_baskets"]] + [
+            value
+            for neighbor in published["neighbors"]
+            for value in neighbor.values()
+            if not isinstance(value, str)
+        ]
+        assert all(math.isfinite(value) for value in numbers), published
+        index.apply(published)
+    for at in times:
+        ranked = suggest_for_cart(["a"], set(), index, SuggestionRules(), at=at)
+        assert all(math.isfinite(item.score) for item in ranked)
