@@ -19,8 +19,9 @@ both are tested against):
   `unknown_type`;
 - a required field that is absent or null is `missing_field`; null is absent
   for optional fields too; a present field of the wrong type or range is
-  `bad_field`; a timestamp that is not RFC 3339 with an offset is
-  `bad_timestamp`; an order of more than 1,000 lines is `too_many_lines`;
+  `bad_field`; a timestamp that is not RFC 3339 with an offset, or not
+  within the years 1970-2099 in UTC, is `bad_timestamp`; an order of more
+  than 1,000 lines is `too_many_lines`;
 - ids are non-empty strings of at most 256 characters, other strings at
   most 256 characters; quantities and day counts are ints >= 1 (not bools,
   not 2.0); money is a number >= 0 (not a bool), taken as `Decimal(str(x))`
@@ -102,11 +103,16 @@ DEAD_LETTER_ENVELOPE: Final = 1024
 # RFC 3339 `date-time` (section 5.6, lower-case t/z allowed) with ranged fields:
 # `datetime.fromisoformat` alone also takes `20261123T0915Z`, `+0530`, `+05:60`.
 # The calendar (February 30th) is left to `parse_ts`. Same pattern as the schemas.
+# Years 1970-2099 only, and the instant too (an offset may move it across):
+# an event dated in year 1 or 9999 is a producer's bug, and would weigh more
+# than all the others in time-decayed counts, or not even print as UTC.
 _RFC3339: Final = re.compile(
-    r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt]"
+    r"(?:19[7-9][0-9]|20[0-9][0-9])-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt]"
     r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
     r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
+EARLIEST_TS: Final = 0.0  # 1970-01-01T00:00:00Z
+LATEST_TS: Final = 4_102_444_800.0  # 2100-01-01T00:00:00Z, the first instant refused
 _ZERO: Final = Decimal(0)
 _NO_LINES: Final[tuple[OrderLine, ...]] = ()
 
@@ -468,12 +474,15 @@ def _optional_ts(doc: dict[str, Any], key: str) -> float | None:
     if type(value) is str and _RFC3339.fullmatch(value) is not None:
         try:
             # fromisoformat takes a lower-case `t` but not a lower-case `z`.
-            return parse_ts(value if value[-1] != "z" else value[:-1] + "Z")
+            ts = parse_ts(value if value[-1] != "z" else value[:-1] + "Z")
         except (ValueError, OverflowError):
             pass
+        else:
+            if EARLIEST_TS <= ts < LATEST_TS:
+                return ts
     raise InvalidEvent(
         "bad_timestamp",
-        f"{key} must be an RFC 3339 timestamp with an offset "
+        f"{key} must be an RFC 3339 timestamp with an offset, from 1970 to 2099 in UTC "
         f"(like 2026-11-23T09:15:00Z), got {_show(value)}",
     )
 

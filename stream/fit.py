@@ -247,10 +247,15 @@ class History:
 
 
 def read_history(lines: Iterable[bytes]) -> History:
-    """Decode each line with the stream's `decode_purchase`; blank lines are skipped."""
+    """Decode each line with the stream's `decode_purchase`; blank lines are skipped.
+
+    A UTF-8 byte order mark before the first line is dropped, as `replay` does.
+    """
     history = History()
     for number, line in enumerate(lines, start=1):
         history.lines = number
+        if number == 1:
+            line = line.removeprefix(b"\xef\xbb\xbf")
         if not line.strip():
             continue
         try:

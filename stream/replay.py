@@ -95,7 +95,15 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from tqdm import tqdm
 
-from stream.codec import DECODERS, MAX_EVENT_BYTES, InvalidEvent, decode_event, encode
+from stream.codec import (
+    DECODERS,
+    EARLIEST_TS,
+    LATEST_TS,
+    MAX_EVENT_BYTES,
+    InvalidEvent,
+    decode_event,
+    encode,
+)
 from stream.config import Settings, SettingsError
 from stream.domain.events import CartEvent, Event, PurchaseEvent, SubscriptionEvent, format_ts
 
@@ -104,6 +112,7 @@ LINGER_MS: Final = 50
 MAX_BATCH_BYTES: Final = 1_048_576
 MAX_IN_FLIGHT: Final = 20_000
 PROGRESS_EVERY: Final = 1_000
+MAX_QUANTITY: Final = 2**63 - 1  # what JSON carries as an integer here (orjson: 64 bits)
 """Items between two progress bar updates."""
 
 CSV_REQUIRED: Final = ("order_id", "customer_id", "sku", "unit_price", "ts")
@@ -393,6 +402,8 @@ class CsvEvents:
             quantity = 0
         if quantity == 0:
             raise _RowError("bad_field", f"quantity must be a non-zero integer, got {text!r}")
+        if abs(quantity) > MAX_QUANTITY:
+            raise _RowError("bad_field", f"quantity must be below 2^63, got {text!r}")
         return quantity
 
     def _add(self, order: _Order, row: list[str], quantity: int) -> None:
@@ -417,6 +428,10 @@ class CsvEvents:
             raise _RowError(
                 "bad_timestamp", f"ts must be {expected}, got {cells['ts']!r}"
             ) from None
+        if not EARLIEST_TS <= ts < LATEST_TS:  # the codec's range: format_ts fails far out
+            raise _RowError(
+                "bad_timestamp", f"ts must be from 1970 to 2099 in UTC, got {cells['ts']!r}"
+            )
         customer_id = cells["customer_id"]
         if not order.items:
             order.customer_id, order.ts = customer_id, ts
@@ -559,10 +574,15 @@ class Reporter:
                 record = {
                     "line": line.number,
                     "reason": rejected.reason,
-                    "detail": rejected.detail,
-                    "original": line.text,
+                    "detail": _utf8(rejected.detail),
+                    "original": _utf8(line.text),
                 }
                 self._out.write(orjson.dumps(record) + b"\n")
+
+
+def _utf8(text: str) -> str:
+    """`text` with the bytes its file's encoding could not read (escaped) as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 async def send_all(

@@ -319,3 +319,16 @@ def test_fitters_refuse_what_they_cannot_fit(call: Any, message: str) -> None:
     """Empty input, no age, or non-repeat customers in Gamma-Gamma raise FitError."""
     with pytest.raises(FitError, match=message):
         call()
+
+
+def test_read_history_drops_a_byte_order_mark() -> None:
+    """A file saved with a UTF-8 BOM keeps its first event (as replay reads it); a BOM on a
+    later line is bad input."""
+    line = (
+        b'{"event_id": "e1", "type": "order_completed", "customer_id": "c1", '
+        b'"ts": "2026-11-23T09:15:00Z", "order_id": "o1", '
+        b'"items": [{"sku": "a", "unit_price": 5.0}]}\n'
+    )
+    history = read_history([b"\xef\xbb\xbf" + line, b"\xef\xbb\xbf" + line])
+    assert [number for number, _ in history.events] == [1]
+    assert [number for number, _ in history.bad] == [2]

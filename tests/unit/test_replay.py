@@ -370,6 +370,13 @@ ROW = {
         ({"unit_price": "Infinity"}, "bad_field", "unit_price must be a number >= 0"),
         ({"ts": "12/1/2010 8:26"}, "bad_timestamp", "ts must be ISO 8601, got '12/1/2010 8:26'"),
         ({"ts": "2026-02-30T00:00:00Z"}, "bad_timestamp", "ts must be ISO 8601"),
+        ({"ts": "1969-12-31T23:59:59Z"}, "bad_timestamp", "ts must be from 1970 to 2099 in UTC"),
+        # Year 0 and 10000 in UTC: format_ts raised on them, and the replay stopped.
+        ({"ts": "0001-01-01T00:30:00+01:00"}, "bad_timestamp", "ts must be from 1970 to 2099"),
+        ({"ts": "9999-12-31T23:30:00-01:00"}, "bad_timestamp", "ts must be from 1970 to 2099"),
+        ({"ts": "2100-01-01T00:00:00Z"}, "bad_timestamp", "ts must be from 1970 to 2099"),
+        # Over 64 bits: orjson cannot write it (a TypeError stopped the replay).
+        ({"quantity": "1" + "0" * 20}, "bad_field", "quantity must be below 2^63"),
         ({"sku": "s" * 257}, "bad_field", "items[0].sku must be a non-empty string"),
         ({"customer_id": "c" * 257}, "bad_field", "customer_id must be a non-empty string"),
         ({"order_id": "o" * 257}, "bad_field", "order_id must be a non-empty string"),
@@ -443,6 +450,25 @@ def test_bytes_not_in_the_encoding() -> None:
     [good] = CsvEvents(io.BytesIO(raw), CsvLayout(encoding="latin-1"))
     assert isinstance(good, Outgoing)
     assert orjson.loads(good.value)["items"][0]["sku"] == "café"
+
+
+def test_a_bad_lines_file_takes_what_the_encoding_could_not_read(tmp_path: Path) -> None:
+    """An order id with a byte that is not UTF-8 is written to --bad-lines with U+FFFD (the
+    escaped byte made orjson raise, and the replay stop), and the next order goes out."""
+    raw = f"{HEADER}\n".encode() + b"o\xe91,c1,a,1,1,2026-01-01T00:00:00Z\n"
+    raw += b"o2,c2,a,1,1,2026-01-01T00:00:00Z\n"
+    summary = Summary("f.csv", "csv", "send")
+    path = tmp_path / "bad.jsonl"
+    with path.open("wb") as out:
+        report = Reporter("f.csv", summary, io.StringIO(), out)
+        items = list(CsvEvents(io.BytesIO(raw), CsvLayout()))
+        for item in rejected(items):
+            report(item)
+    assert [d["order_id"] for d in orders(items)] == ["o2"]
+    [written] = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert written["line"] == 2
+    assert written["original"] == "o\ufffd1,c1,a,1,1,2026-01-01T00:00:00Z"
+    assert "\ufffd" in written["detail"]
 
 
 def test_a_byte_order_mark_and_quoted_line_breaks() -> None:
