@@ -596,8 +596,17 @@ async def rescore_due(now: float, owned: Set[int], limit: int, share: float) -> 
                 continue
             as_of = max(now, state.last_ts or now)
             variant = assign_variant(cid, settings.holdout_share)
-            record, _ = customer_record(cid, state, as_of, variant)
-            await publish(customer_ltv_topic, cid.encode(), encode(record))
+            try:
+                record, _ = customer_record(cid, state, as_of, variant)
+                value = encode(record)
+            except Exception:
+                # A bug this customer's state found: raised here, it would stop the
+                # worker, and again at each restart. Their next event scores them again.
+                log.exception("re-scoring customer %r failed; skipped", cid)
+                labelled(metrics.timer_errors, "rescore").inc()
+                population.forget(cid)
+                continue
+            await publish(customer_ltv_topic, cid.encode(), value)
         await cede(started, share)
 
 
@@ -805,12 +814,26 @@ _published: dict[str, int] = {}
 
 
 async def _publish_row(sku: str, row: ItemRow) -> bool:
-    """Send the item's record if it differs from the last one sent; say whether it did."""
-    record = encode(
-        neighbors_record(
-            sku, row, _total_baskets(row.partition), index.weighted, settings.max_suggestions, decay
+    """Send the item's record if it differs from the last one sent; say whether it did.
+
+    A row its record cannot be made of (a bug it found) is logged, counted and
+    left: raised in a timer, it would stop the worker, and again at each restart.
+    """
+    try:
+        record = encode(
+            neighbors_record(
+                sku,
+                row,
+                _total_baskets(row.partition),
+                index.weighted,
+                settings.max_suggestions,
+                decay,
+            )
         )
-    )
+    except Exception:
+        log.exception("item-neighbors record of %r failed; skipped", sku)
+        labelled(metrics.timer_errors, "item_neighbors").inc()
+        return False
     digest = hash(record)
     if _published.get(sku) == digest:
         return False

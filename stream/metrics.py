@@ -117,6 +117,7 @@ class Metrics(NamedTuple):
     consumer_lag: Gauge
     broker_up: Gauge
     broker_connect_failures: Counter
+    timer_errors: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -233,6 +234,13 @@ class Metrics(NamedTuple):
                 "stream_broker_connect_failures",
                 "Probes of the Kafka broker that got no answer (one per retry, with backoff, "
                 "while it is unreachable).",
+                registry=registry,
+            ),
+            timer_errors=Counter(
+                "stream_timer_errors",
+                "Customers (rescore) or items (item_neighbors) a timer's work raised on: a bug, "
+                "the traceback in the log; skipped, and the worker goes on.",
+                ["timer"],
                 registry=registry,
             ),
         )

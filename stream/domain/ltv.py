@@ -25,7 +25,7 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, Final
 
 import orjson
@@ -42,6 +42,11 @@ from stream.domain.events import (
 MAX_REMEMBERED_ORDERS: Final = 64
 MAX_PURCHASE_DAYS: Final = 64
 ZERO: Final = Decimal(0)
+CENT: Final = Decimal("0.01")
+# `aov` to the cent: the codec takes any finite amount, and quantizing one of
+# 1e26 or more needs more digits than the default context's 28 (it raised, and
+# the customer's records with it): 400 hold any float's, cents included.
+MONEY_CONTEXT: Final = Context(prec=400)
 
 
 def day_of(ts: float) -> int:
@@ -412,7 +417,7 @@ def ltv_record(
         "as_of": format_ts(as_of),
         "orders": state.orders,
         "revenue": state.revenue,
-        "aov": aov.quantize(Decimal("0.01")),
+        "aov": aov.quantize(CENT, context=MONEY_CONTEXT),
         "first_purchase": format_ts(state.first_ts) if state.first_ts is not None else None,
         "last_purchase": format_ts(state.last_ts) if state.last_ts is not None else None,
         "frequency": summary.frequency,

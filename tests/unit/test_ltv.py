@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from decimal import Decimal
+from decimal import Context, Decimal
 from itertools import permutations
 from typing import Any
 
@@ -635,3 +635,12 @@ def test_customer_scores_match_the_closed_form() -> None:
     # frequency 1 (one repeat day), recency 10, T 40, monetary 30.00
     expected = score(params, 1, 10.0, 40.0, 30.0)
     assert customer_scores(state, as_of, params) == expected
+
+
+@pytest.mark.parametrize("price", [1e26, 1.5e300])
+def test_a_record_of_any_finite_amount(price: float) -> None:
+    """An order of any amount the codec takes gets its customer-ltv record: aov to the cent
+    of 1e26 raised InvalidOperation (29 digits against the default context's 28)."""
+    state, _ = apply_order(None, order("o1", T0, str(price)))
+    record = ltv_record("c1", state, T0, "treatment", None, None)
+    assert record["aov"] == Decimal(str(price)).quantize(Decimal("0.01"), context=Context(prec=400))
