@@ -95,7 +95,14 @@ from stream.domain.cooccurrence import (
     routed_baskets,
     total_of,
 )
-from stream.domain.events import CartEvent, Event, PurchaseEvent, SubscriptionEvent, format_ts
+from stream.domain.events import (
+    CartEvent,
+    Event,
+    PurchaseEvent,
+    SubscriptionEvent,
+    fingerprint,
+    format_ts,
+)
 from stream.domain.ltv import (
     CustomerState,
     apply_order,
@@ -128,6 +135,7 @@ from stream.domain.triggers import (
     cross_sell_offers,
     customer_summary,
     post_purchase_trigger,
+    renewal_cycle,
     renewal_offers,
     renewal_trigger,
 )
@@ -671,6 +679,7 @@ async def _emit_order_outputs(
     await send_recorded_trigger(
         cid,
         "post_purchase",
+        order.event_id,
         offers,
         variant,
         order.ts,
@@ -895,6 +904,8 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
     owned = customer.owned if customer is not None else {}
     excluded = recently_bought(owned, change.ts, rules.rebuy_window_days)
     excluded |= held_back(cart.shown, change.ts, rules)
+    assert change.sku is not None  # the codec requires a sku for adds
+    excluded.add(change.sku)  # in the cart, unless the cart was full (MAX_CART_ITEMS)
     # Control customers are shown nothing, but what they would have been shown
     # is recorded as an exposure, so attribution compares like with like.
     would_show = suggest_for_cart(cart.items, excluded, index, rules, at=change.ts)
@@ -914,6 +925,7 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
         sent = await send_trigger(
             cid,
             "cart_add",
+            change.event_id,
             offers,
             variant,
             change.ts,
@@ -930,14 +942,16 @@ async def _answer_cart_add(event: EventT[bytes], change: CartEvent, cart: CartSt
         contact = sent or contact
     await contact_states.put(cid, contact)  # one write for the exposure and the trigger
     observe_latency(event)
-    if not items:
+    if not would_show:
         return cart
-    return replace(cart, shown=record_shown(cart.shown, items, change.ts, rules))
+    # For control too: the show limit then holds back what it would for treatment.
+    return replace(cart, shown=record_shown(cart.shown, would_show, change.ts, rules))
 
 
 async def send_trigger(
     cid: str,
     kind: str,
+    source: str,
     offers: list[dict[str, Any]],
     variant: str,
     at: float,
@@ -946,30 +960,38 @@ async def send_trigger(
 ) -> ContactState | None:
     """Send a `kind` trigger with `offers` unless restraint or the holdout stops it.
 
-    Offers still in their cooldown are dropped; with none left, or with the
-    customer's daily cap reached, or for a control customer, the trigger is
-    suppressed (counted by reason). Only a trigger that goes is built,
+    `source` is what its id is made from (`output_id(kind, source)`): the
+    same trigger recorded already, its input read again, goes again and is
+    not counted twice. Offers still in their cooldown are dropped; with none
+    left, or with the customer's daily cap reached, the trigger is
+    suppressed (counted by reason); for a control customer, one that would
+    go is recorded but not sent (reason `holdout`). Only a trigger that goes is built,
     `build(fresh offers)`: many are held back (a third of cart_add's in the
     bench's workload), and a trigger's customer figures cost a scoring.
     `contact` is the customer's contact state as it stands; returned is that
     state with the trigger recorded, for the caller to write to `contacts`
-    (None: nothing sent), so that an event writes it once.
+    (None: nothing recorded), so that an event writes it once.
     """
-    if variant != TREATMENT:
-        labelled(metrics.triggers_suppressed, kind, "holdout").inc()
-        return None
-    fresh, reason = restrain(contact, offers, at, contact_rules)
+    trigger = fingerprint(f"{kind}:{source}")
+    fresh, reason = restrain(contact, offers, at, contact_rules, trigger)
     if reason is not None:
         labelled(metrics.triggers_suppressed, kind, reason).inc()
         return None
-    await publish(triggers_topic, cid.encode(), encode(build(fresh)))
-    labelled(metrics.triggers_emitted, kind).inc()
-    return record_trigger(contact, fresh, at, contact_rules)
+    if variant != TREATMENT:
+        # Not sent, but recorded as if it were: a control customer's cap,
+        # cooldowns and exposures follow what treatment's would be, so the
+        # variants' conversions compare like with like.
+        labelled(metrics.triggers_suppressed, kind, "holdout").inc()
+    else:
+        await publish(triggers_topic, cid.encode(), encode(build(fresh)))
+        labelled(metrics.triggers_emitted, kind).inc()
+    return record_trigger(contact, fresh, at, contact_rules, trigger)
 
 
 async def send_recorded_trigger(
     cid: str,
     kind: str,
+    source: str,
     offers: list[dict[str, Any]],
     variant: str,
     at: float,
@@ -979,7 +1001,9 @@ async def send_recorded_trigger(
 
     Must run inside the customer's partition's event (it writes `contacts`).
     """
-    sent = await send_trigger(cid, kind, offers, variant, at, contact_states.get(cid), build)
+    sent = await send_trigger(
+        cid, kind, source, offers, variant, at, contact_states.get(cid), build
+    )
     if sent is not None:
         await contact_states.put(cid, sent)
 
@@ -1060,6 +1084,7 @@ async def _announce_renewal(sid: str, state: SubscriptionState, window: int, now
     await send_recorded_trigger(
         cid,
         "renewal_approaching",
+        renewal_cycle(sid, state, window),
         offers,
         variant,
         now,

@@ -1,6 +1,10 @@
 """Restraint and attribution: what each customer was offered or shown, and when.
 
-- Frequency cap: at most `daily_cap` triggers per customer per UTC day.
+- Frequency cap: at most `daily_cap` triggers per customer per UTC day,
+  each day counted on its own (a trigger dated on an earlier day than the
+  latest counts toward its own day, up to LATE_DAYS back); a trigger sent
+  again for the same input (a record read again after a crash: the same
+  trigger id) is sent again and not counted twice.
 - Offer cooldown: the same offer (an item, or a plan) is not made to the same
   customer again within `offer_cooldown_hours`; a trigger whose offers
   were all in their cooldown is not sent (one that had none, such as a plain
@@ -30,6 +34,9 @@ from stream.domain.events import SECONDS_PER_DAY, PurchaseEvent
 
 MAX_REMEMBERED: Final = 200
 EXPOSURES_PER_ITEM: Final = 8
+# Fingerprints of the latest triggers recorded (ContactState.recent): those a
+# record read again after a crash may send again, from since the last commit.
+RECENT_TRIGGERS: Final = 4
 # How far behind in event time one of the topics that write a customer's contacts
 # (cart, purchase, subscription events: read independently) may be read with
 # nothing lost: an offer is remembered for its cooldown and LATE_DAYS more, an
@@ -53,8 +60,12 @@ class ContactState:
     each, and no older than their windows and LATE_DAYS (`forget_before`).
     """
 
-    day: int = -1
-    sent_on_day: int = 0
+    day: int = -1  # the latest UTC day a trigger was counted on
+    sent_on_day: int = 0  # the triggers sent on `day`
+    # UTC day -> triggers sent, for the days before `day`, LATE_DAYS back at most
+    earlier: dict[int, int] = field(default_factory=dict)
+    # `fingerprint`s of the latest RECENT_TRIGGERS triggers recorded, oldest first
+    recent: tuple[int, ...] = ()
     offered: dict[str, float] = field(default_factory=dict)
     # sku -> the latest EXPOSURES_PER_ITEM times it was shown or offered, ascending:
     # several, not one, because cart and purchase topics are read independently and
@@ -73,13 +84,18 @@ class ContactState:
             dict.fromkeys(chain(self.offered.values(), chain.from_iterable(self.exposed.values())))
         )
         index = {t: n for n, t in enumerate(times)}.__getitem__
-        return {
+        record: dict[str, Any] = {
             "day": self.day,
             "sent_on_day": self.sent_on_day,
             "times": times,
             "offered": dict(zip(self.offered, map(index, self.offered.values()), strict=True)),
             "exposed": {sku: list(map(index, ts)) for sku, ts in self.exposed.items()},
         }
+        if self.earlier:
+            record["earlier"] = {str(day): sent for day, sent in self.earlier.items()}
+        if self.recent:
+            record["recent"] = self.recent
+        return record
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContactState:
@@ -89,6 +105,8 @@ class ContactState:
             return cls(
                 day=int(data["day"]),
                 sent_on_day=int(data["sent_on_day"]),
+                earlier={int(day): int(sent) for day, sent in data.get("earlier", {}).items()},
+                recent=tuple(int(held) for held in data.get("recent", ())),
                 offered={str(k): times[n] for k, n in data["offered"].items()},
                 exposed={str(k): tuple(times[n] for n in v) for k, v in data["exposed"].items()},
             )
@@ -109,18 +127,34 @@ def offer_key(offer: dict[str, Any]) -> str:
 
 
 def restrain(
-    state: ContactState | None, offers: Sequence[dict[str, Any]], at: float, rules: ContactRules
+    state: ContactState | None,
+    offers: Sequence[dict[str, Any]],
+    at: float,
+    rules: ContactRules,
+    trigger: int | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """The offers still fresh at `at`, and why the trigger must not be sent (None: send it)."""
+    """The offers still fresh at `at`, and why the trigger must not be sent (None: send it).
+
+    `trigger` is the `fingerprint` of the trigger's id: one recorded already
+    (its input read again) goes again with all its offers, as it went.
+    """
     current = state or ContactState()
+    if trigger is not None and trigger in current.recent:
+        return list(offers), None
     cooldown = rules.offer_cooldown_hours * 3600.0
     fresh = [o for o in offers if at - current.offered.get(offer_key(o), -math.inf) >= cooldown]
     if offers and not fresh:
         return [], "no_fresh_offer"
-    today = math.floor(at / SECONDS_PER_DAY)
-    if current.day == today and current.sent_on_day >= rules.daily_cap:
+    if sent_on(current, math.floor(at / SECONDS_PER_DAY)) >= rules.daily_cap:
         return fresh, "daily_cap"
     return fresh, None
+
+
+def sent_on(state: ContactState, day: int) -> int:
+    """The triggers counted on UTC `day` (one more than LATE_DAYS before the latest: none)."""
+    if day == state.day:
+        return state.sent_on_day
+    return state.earlier.get(day, 0) if day < state.day else 0
 
 
 def _keep_recent(values: dict[str, float]) -> dict[str, float]:
@@ -184,22 +218,36 @@ def _expose(
 
 
 def record_trigger(
-    state: ContactState | None, offers: Iterable[dict[str, Any]], at: float, rules: ContactRules
+    state: ContactState | None,
+    offers: Iterable[dict[str, Any]],
+    at: float,
+    rules: ContactRules,
+    trigger: int | None = None,
 ) -> ContactState:
     """A trigger with `offers` was sent at `at`: count it for its day, start the cooldowns.
 
-    A trigger dated on a day before the one being counted (a renewal window
-    fired at its opening time) leaves that count alone. What can no longer
-    matter at `at` is forgotten (`forget_before`).
+    A trigger dated on a day before the latest one counted (a renewal window
+    fired at its opening time) counts toward its own day, if within
+    LATE_DAYS. `trigger`, the `fingerprint` of its id, is remembered among
+    the RECENT_TRIGGERS latest: one recorded already is not counted again.
+    What can no longer matter at `at` is forgotten (`forget_before`).
     """
     current = state or ContactState()
-    today = math.floor(at / SECONDS_PER_DAY)
-    if today > current.day:
-        day, sent = today, 1
-    elif today == current.day:
-        day, sent = today, current.sent_on_day + 1
-    else:
-        day, sent = current.day, current.sent_on_day
+    day, sent, earlier, recent = current.day, current.sent_on_day, current.earlier, current.recent
+    if trigger is None or trigger not in recent:
+        today = math.floor(at / SECONDS_PER_DAY)
+        if today > day:
+            if sent and day >= 0:
+                earlier = {**earlier, day: sent}
+            if earlier and min(earlier) < today - LATE_DAYS:
+                earlier = {d: n for d, n in earlier.items() if d >= today - LATE_DAYS}
+            day, sent = today, 1
+        elif today == day:
+            sent += 1
+        elif today >= day - LATE_DAYS:
+            earlier = {**earlier, today: earlier.get(today, 0) + 1}
+        if trigger is not None:
+            recent = (*recent, trigger)[-RECENT_TRIGGERS:]
     offers = list(offers)
     offers_since, exposures_since = forget_before(at, rules)
     offered = dict(_recent_offers(current.offered, offers_since))
@@ -210,6 +258,8 @@ def record_trigger(
         current,
         day=day,
         sent_on_day=sent,
+        earlier=earlier,
+        recent=recent,
         offered=_keep_recent(offered),
         exposed=_expose(current.exposed, skus, at, exposures_since),
     )

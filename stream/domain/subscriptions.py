@@ -80,12 +80,19 @@ def apply_subscription_event(
     """The subscription after `event`; (state, changed). A seen event id changes nothing.
 
     Fields an event leaves out keep their value; `subscription_cancelled`
-    sets the status to cancelled, any other type to active.
+    sets the status to cancelled, any other type to active. An event older
+    than the latest applied (`updated_ts`: topics and producers do not keep
+    event time in order) only fills what is still unknown: a late change
+    neither reopens a cancelled subscription nor brings back a replaced
+    renewal date, whose windows would fire again.
     """
     current = state if state is not None else SubscriptionState(customer_id=event.customer_id)
     event_print = fingerprint(event.event_id)
     if event_print in current.recent_events:
         return current, False
+    recent_events = (*current.recent_events, event_print)[-MAX_REMEMBERED_EVENTS:]
+    if event.ts < current.updated_ts:
+        return _filled_in(current, event, recent_events, partition), True
     renews_at = event.renews_at if event.renews_at is not None else current.renews_at
     return (
         replace(
@@ -101,9 +108,29 @@ def apply_subscription_event(
             partition=partition if partition >= 0 else current.partition,
             status="cancelled" if event.type == "subscription_cancelled" else "active",
             updated_ts=max(current.updated_ts, event.ts),
-            recent_events=(*current.recent_events, event_print)[-MAX_REMEMBERED_EVENTS:],
+            recent_events=recent_events,
         ),
         True,
+    )
+
+
+def _filled_in(
+    current: SubscriptionState,
+    event: SubscriptionEvent,
+    recent_events: tuple[int, ...],
+    partition: int,
+) -> SubscriptionState:
+    """`current` with what a late `event` tells that it does not know yet, and its id."""
+    renews_at = current.renews_at if current.renews_at is not None else event.renews_at
+    return replace(
+        current,
+        plan_id=current.plan_id if current.plan_id is not None else event.plan_id,
+        price=current.price if current.price is not None else event.price,
+        period_days=current.period_days if current.period_days is not None else event.period_days,
+        renews_at=renews_at,
+        cycle_ts=current.cycle_ts if renews_at == current.renews_at else event.ts,
+        partition=partition if partition >= 0 else current.partition,
+        recent_events=recent_events,
     )
 
 

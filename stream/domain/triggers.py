@@ -127,6 +127,12 @@ def renewal_offers(
     return offers
 
 
+def renewal_cycle(subscription_id: str, subscription: SubscriptionState, window_days: int) -> str:
+    """What a renewal trigger's id is made from: the subscription, its cycle and the window."""
+    assert subscription.renews_at is not None  # due_window fires only with a renewal date
+    return f"{subscription_id}:{subscription.renews_at}:{window_days}"
+
+
 def renewal_trigger(
     subscription_id: str,
     subscription: SubscriptionState,
@@ -143,8 +149,8 @@ def renewal_trigger(
     subscription, cycle (renews_at) and window, so a redelivered tick repeats
     it.
     """
-    assert subscription.renews_at is not None  # due_window fires only with a renewal date
-    cycle = f"{subscription_id}:{subscription.renews_at}:{window_days}"
+    cycle = renewal_cycle(subscription_id, subscription, window_days)
+    assert subscription.renews_at is not None  # as renewal_cycle checks
     return {
         "trigger_id": output_id("renewal_approaching", cycle),
         "kind": "renewal_approaching",

@@ -16,6 +16,7 @@ from stream.domain.contacts import (
     EXPOSURES_PER_ITEM,
     LATE_DAYS,
     MAX_REMEMBERED,
+    RECENT_TRIGGERS,
     ContactRules,
     ContactState,
     attribute,
@@ -546,3 +547,62 @@ def test_record_round_trip(offered: dict[str, float], exposed: dict[str, list[fl
         day=DAY, sent_on_day=2, offered=offered, exposed={k: tuple(v) for k, v in exposed.items()}
     )
     assert ContactState.from_json(orjson.loads(orjson.dumps(state.to_json()))) == state
+
+
+def test_each_utc_day_has_its_own_cap() -> None:
+    """Triggers dated on an earlier day than the latest counted (a renewal window fired at its
+    opening time, a topic read behind) count toward their own day: its cap holds too."""
+    state = None
+    for n in range(3):  # 3 on 2026-11-23 (cap 3) ...
+        state = record_trigger(state, [], T0 + n, RULES)
+    state = record_trigger(state, [], MIDNIGHT + HOUR, RULES)  # ... then one on the 24th
+    assert (state.day, state.sent_on_day, state.earlier) == (DAY + 1, 1, {DAY: 3})
+    assert restrain(state, [], T0 + HOUR, RULES) == ([], "daily_cap")  # the 23rd is full
+    assert restrain(state, [], MIDNIGHT + 2 * HOUR, RULES) == ([], None)  # the 24th is not
+    # A day before any counted: room, and it is counted.
+    day_before = record_trigger(state, [], T0 - 86_400.0, RULES)
+    assert day_before.earlier == {DAY: 3, DAY - 1: 1}
+    assert restrain(day_before, [], T0 - 86_400.0, RULES) == ([], None)
+
+
+def test_earlier_days_are_kept_late_days_back() -> None:
+    """Counts of days more than LATE_DAYS before the latest are dropped, and so is a trigger
+    dated that far back (its day's cap can no longer be told)."""
+    state = record_trigger(None, [], T0, RULES)
+    later = record_trigger(state, [], T0 + LATE_DAYS * 86_400.0, RULES)
+    assert later.earlier == {DAY: 1}
+    much_later = record_trigger(later, [], T0 + (LATE_DAYS + 1) * 86_400.0, RULES)
+    assert much_later.earlier == {DAY + int(LATE_DAYS): 1}
+    too_late = record_trigger(much_later, [], T0 - 86_400.0, RULES)
+    assert too_late.earlier == much_later.earlier
+
+
+def test_a_trigger_recorded_again_is_not_counted_twice() -> None:
+    """A trigger whose input is read again (a crash before the commit) has the same id: it
+    may go again, with all its offers, even at the cap, and counts once."""
+    first = record_trigger(None, [A], T0, RULES, trigger=101)
+    again = record_trigger(first, [A], T0, RULES, trigger=101)
+    assert (again.sent_on_day, again.recent) == (1, (101,))
+    assert restrain(first, [A], T0, RULES, trigger=101) == ([A], None)  # A in its cooldown
+    assert restrain(first, [A], T0, RULES, trigger=102) == ([], "no_fresh_offer")
+    capped = record_trigger(record_trigger(first, [], T0, RULES, 102), [], T0, RULES, 103)
+    assert restrain(capped, [], T0 + HOUR, RULES, trigger=103) == ([], None)
+    assert restrain(capped, [], T0 + HOUR, RULES, trigger=104) == ([], "daily_cap")
+
+
+def test_only_the_latest_triggers_are_recognised() -> None:
+    """RECENT_TRIGGERS fingerprints are kept, oldest first: what a crash can read again."""
+    state = None
+    for trigger in range(RECENT_TRIGGERS + 2):
+        state = record_trigger(state, [], T0 + trigger * 86_400.0, RULES, trigger)
+    assert state is not None
+    assert state.recent == tuple(range(2, RECENT_TRIGGERS + 2))
+
+
+def test_day_counts_and_recent_triggers_survive_the_record() -> None:
+    """`earlier` and `recent` go through to_json/from_json; a record without them reads as none."""
+    state = ContactState(day=DAY, sent_on_day=2, earlier={DAY - 1: 3}, recent=(7, 8))
+    assert ContactState.from_json(orjson.loads(orjson.dumps(state.to_json()))) == state
+    plain = ContactState(day=DAY, sent_on_day=1)
+    assert "earlier" not in plain.to_json()
+    assert ContactState.from_json(orjson.loads(orjson.dumps(plain.to_json()))) == plain

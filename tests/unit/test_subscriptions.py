@@ -352,3 +352,52 @@ LADDER = ("basic", "plus", "pro")
 def test_next_plan(ladder: tuple[str, ...], plan_id: str | None, expected: str | None) -> None:
     """next_plan: the plan above plan_id on the ladder; None at the top or off it."""
     assert next_plan(ladder, plan_id) == expected
+
+
+def test_a_late_change_does_not_reopen_a_cancelled_subscription() -> None:
+    """A change dated before the cancellation, read after it, leaves it cancelled: no window
+    of it fires (the late event's id is remembered)."""
+    cancelled, _ = apply_subscription_event(
+        STARTED_STATE, event("e2", "subscription_cancelled", T0 + 5 * 86_400)
+    )
+    late, changed = apply_subscription_event(
+        cancelled, event("e3", "subscription_changed", T0 + 86_400, plan_id="plus", price="19")
+    )
+    assert changed
+    assert (late.status, late.plan_id, late.price) == ("cancelled", "basic", Decimal("9.99"))
+    assert late.updated_ts == T0 + 5 * 86_400
+    assert late.has_seen("e3")
+    assert next_due(late, (14, 3)) is None
+
+
+def test_a_late_change_does_not_bring_back_a_replaced_renewal_date() -> None:
+    """After a renewal moved renews_at on, a change dated before it with the old date keeps the
+    new cycle: its fired windows stay, the old cycle's do not fire again."""
+    renewed, _ = apply_subscription_event(
+        STARTED_STATE,
+        event("e2", "subscription_renewed", RENEWS, renews_at=RENEWS + 30 * 86_400),
+    )
+    _, fired = due_windows(renewed, RENEWS + 20 * 86_400, (14, 3))
+    late, _ = apply_subscription_event(
+        fired, event("e3", "subscription_changed", T0 + 86_400, renews_at=RENEWS)
+    )
+    assert (late.renews_at, late.fired, late.cycle_ts) == (
+        RENEWS + 30 * 86_400,
+        fired.fired,
+        fired.cycle_ts,
+    )
+
+
+def test_a_late_event_fills_in_what_is_unknown() -> None:
+    """A field no applied event set yet is taken from a late one; the status stays."""
+    cancelled, _ = apply_subscription_event(
+        None, event("e2", "subscription_cancelled", T0 + 86_400)
+    )
+    late, _ = apply_subscription_event(cancelled, STARTED)
+    assert (late.status, late.plan_id, late.price, late.renews_at, late.cycle_ts) == (
+        "cancelled",
+        "basic",
+        Decimal("9.99"),
+        RENEWS,
+        T0,
+    )
