@@ -78,6 +78,7 @@ from stream.domain.contacts import (
     record_exposure,
     record_trigger,
     restrain,
+    trigger_print,
 )
 from stream.domain.cooccurrence import (
     Basket,
@@ -100,7 +101,6 @@ from stream.domain.events import (
     Event,
     PurchaseEvent,
     SubscriptionEvent,
-    fingerprint,
     format_ts,
 )
 from stream.domain.ltv import (
@@ -972,7 +972,7 @@ async def send_trigger(
     state with the trigger recorded, for the caller to write to `contacts`
     (None: nothing recorded), so that an event writes it once.
     """
-    trigger = fingerprint(f"{kind}:{source}")
+    trigger = trigger_print(kind, source)
     fresh, reason = restrain(contact, offers, at, contact_rules, trigger)
     if reason is not None:
         labelled(metrics.triggers_suppressed, kind, reason).inc()

@@ -2,7 +2,7 @@
 
 - Frequency cap: at most `daily_cap` triggers per customer per UTC day,
   each day counted on its own (a trigger dated on an earlier day than the
-  latest counts toward its own day, up to LATE_DAYS back); a trigger sent
+  latest counts toward its own day, up to EARLIER_DAYS back); a trigger sent
   again for the same input (a record read again after a crash: the same
   trigger id) is sent again and not counted twice.
 - Offer cooldown: the same offer (an item, or a plan) is not made to the same
@@ -30,13 +30,18 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, Final
 
-from stream.domain.events import SECONDS_PER_DAY, PurchaseEvent
+from stream.domain.events import SECONDS_PER_DAY, PurchaseEvent, fingerprint
 
 MAX_REMEMBERED: Final = 200
 EXPOSURES_PER_ITEM: Final = 8
-# Fingerprints of the latest triggers recorded (ContactState.recent): those a
-# record read again after a crash may send again, from since the last commit.
-RECENT_TRIGGERS: Final = 4
+# The latest triggers recorded (ContactState.recent, `trigger_print`s): those
+# a record read again after a crash, from since the last commit, may send again.
+RECENT_TRIGGERS: Final = 2
+# Days before the latest one a trigger was counted on whose counts are kept:
+# a trigger dated further back is neither capped nor counted. Each kept day
+# and trigger costs a customer's contacts bytes (`bench handlers`: 4 triggers
+# of 40 bits and 28 days were 32 bytes a customer, these 11).
+EARLIER_DAYS: Final = 7
 # How far behind in event time one of the topics that write a customer's contacts
 # (cart, purchase, subscription events: read independently) may be read with
 # nothing lost: an offer is remembered for its cooldown and LATE_DAYS more, an
@@ -62,9 +67,9 @@ class ContactState:
 
     day: int = -1  # the latest UTC day a trigger was counted on
     sent_on_day: int = 0  # the triggers sent on `day`
-    # UTC day -> triggers sent, for the days before `day`, LATE_DAYS back at most
+    # UTC day -> triggers sent, for the days before `day`, EARLIER_DAYS back at most
     earlier: dict[int, int] = field(default_factory=dict)
-    # `fingerprint`s of the latest RECENT_TRIGGERS triggers recorded, oldest first
+    # `trigger_print`s of the latest RECENT_TRIGGERS triggers recorded, oldest first
     recent: tuple[int, ...] = ()
     offered: dict[str, float] = field(default_factory=dict)
     # sku -> the latest EXPOSURES_PER_ITEM times it was shown or offered, ascending:
@@ -135,7 +140,7 @@ def restrain(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The offers still fresh at `at`, and why the trigger must not be sent (None: send it).
 
-    `trigger` is the `fingerprint` of the trigger's id: one recorded already
+    `trigger` is the trigger's `trigger_print`: one recorded already
     (its input read again) goes again with all its offers, as it went.
     """
     current = state or ContactState()
@@ -150,8 +155,18 @@ def restrain(
     return fresh, None
 
 
+def trigger_print(kind: str, source: str) -> int:
+    """What tells a trigger from the customer's other recent ones: 24 bits of the `fingerprint`
+    of what its id is made from (`output_id(kind, source)`).
+
+    Among a customer's RECENT_TRIGGERS, a new trigger is taken for one
+    recorded already (sent, but not counted) at odds of 1 in 8 million.
+    """
+    return fingerprint(f"{kind}:{source}") & 0xFFFFFF
+
+
 def sent_on(state: ContactState, day: int) -> int:
-    """The triggers counted on UTC `day` (one more than LATE_DAYS before the latest: none)."""
+    """The triggers counted on UTC `day` (more than EARLIER_DAYS before the latest: none)."""
     if day == state.day:
         return state.sent_on_day
     return state.earlier.get(day, 0) if day < state.day else 0
@@ -228,8 +243,8 @@ def record_trigger(
 
     A trigger dated on a day before the latest one counted (a renewal window
     fired at its opening time) counts toward its own day, if within
-    LATE_DAYS. `trigger`, the `fingerprint` of its id, is remembered among
-    the RECENT_TRIGGERS latest: one recorded already is not counted again.
+    EARLIER_DAYS. `trigger`, its `trigger_print`, is remembered among the
+    RECENT_TRIGGERS latest: one recorded already is not counted again.
     What can no longer matter at `at` is forgotten (`forget_before`).
     """
     current = state or ContactState()
@@ -239,12 +254,12 @@ def record_trigger(
         if today > day:
             if sent and day >= 0:
                 earlier = {**earlier, day: sent}
-            if earlier and min(earlier) < today - LATE_DAYS:
-                earlier = {d: n for d, n in earlier.items() if d >= today - LATE_DAYS}
+            if earlier and min(earlier) < today - EARLIER_DAYS:
+                earlier = {d: n for d, n in earlier.items() if d >= today - EARLIER_DAYS}
             day, sent = today, 1
         elif today == day:
             sent += 1
-        elif today >= day - LATE_DAYS:
+        elif today >= day - EARLIER_DAYS:
             earlier = {**earlier, today: earlier.get(today, 0) + 1}
         if trigger is not None:
             recent = (*recent, trigger)[-RECENT_TRIGGERS:]

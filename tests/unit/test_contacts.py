@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from stream.domain import contacts
 from stream.domain.contacts import (
+    EARLIER_DAYS,
     EXPOSURES_PER_ITEM,
     LATE_DAYS,
     MAX_REMEMBERED,
@@ -25,8 +26,9 @@ from stream.domain.contacts import (
     record_exposure,
     record_trigger,
     restrain,
+    trigger_print,
 )
-from stream.domain.events import OrderLine, PurchaseEvent
+from stream.domain.events import OrderLine, PurchaseEvent, fingerprint
 
 T0 = 1_795_425_300.0  # 2026-11-23T09:15:00Z
 DAY = 20_780  # floor(T0 / 86_400): 20_780 * 86_400 = 1_795_392_000, + 33_300 s (09:15) = T0
@@ -565,14 +567,14 @@ def test_each_utc_day_has_its_own_cap() -> None:
     assert restrain(day_before, [], T0 - 86_400.0, RULES) == ([], None)
 
 
-def test_earlier_days_are_kept_late_days_back() -> None:
-    """Counts of days more than LATE_DAYS before the latest are dropped, and so is a trigger
+def test_earlier_days_are_kept_earlier_days_back() -> None:
+    """Counts of days more than EARLIER_DAYS before the latest are dropped, and so is a trigger
     dated that far back (its day's cap can no longer be told)."""
     state = record_trigger(None, [], T0, RULES)
-    later = record_trigger(state, [], T0 + LATE_DAYS * 86_400.0, RULES)
+    later = record_trigger(state, [], T0 + EARLIER_DAYS * 86_400.0, RULES)
     assert later.earlier == {DAY: 1}
-    much_later = record_trigger(later, [], T0 + (LATE_DAYS + 1) * 86_400.0, RULES)
-    assert much_later.earlier == {DAY + int(LATE_DAYS): 1}
+    much_later = record_trigger(later, [], T0 + (EARLIER_DAYS + 1) * 86_400.0, RULES)
+    assert much_later.earlier == {DAY + EARLIER_DAYS: 1}
     too_late = record_trigger(much_later, [], T0 - 86_400.0, RULES)
     assert too_late.earlier == much_later.earlier
 
@@ -606,3 +608,10 @@ def test_day_counts_and_recent_triggers_survive_the_record() -> None:
     plain = ContactState(day=DAY, sent_on_day=1)
     assert "earlier" not in plain.to_json()
     assert ContactState.from_json(orjson.loads(orjson.dumps(plain.to_json()))) == plain
+
+
+def test_a_trigger_print_is_24_bits_of_the_fingerprint_of_its_ids_source() -> None:
+    """The same kind and source, the same print; another kind of the same source, another."""
+    assert trigger_print("post_purchase", "e1") == fingerprint("post_purchase:e1") & 0xFFFFFF
+    assert 0 <= trigger_print("post_purchase", "e1") < 2**24
+    assert trigger_print("post_purchase", "e1") != trigger_print("cart_add", "e1")
