@@ -57,6 +57,7 @@ from stream import broker_watch, health
 from stream.batches import ErrorHandler, Handler, cede, handle_each
 from stream.changelog import Changelogs
 from stream.codec import (
+    DEAD_LETTER_REASONS,
     MAX_DEAD_LETTER_BYTES,
     PROCESSING_ERROR,
     InvalidEvent,
@@ -148,7 +149,7 @@ from stream.kafka import (
     max_message_bytes,
     tuned_transport,
 )
-from stream.metrics import FaustSensors, Metrics, labelled
+from stream.metrics import FaustSensors, Metrics, labelled, start_at_zero
 from stream.offsets import verify_end_offsets
 from stream.state import (
     HELD_CODECS,
@@ -163,6 +164,9 @@ E = TypeVar("E", bound=Event)
 
 settings = Settings.from_env()
 register_codecs()
+# Faust makes the data directory, but not its parents: STREAM_DATA_DIR=/var/lib/x/data
+# on a fresh host stopped the worker with a FileNotFoundError.
+settings.data_dir.mkdir(parents=True, exist_ok=True)
 
 app = faust.App(
     settings.app_id,
@@ -232,6 +236,14 @@ ticks_topic = app.topic(
     value_serializer="raw",
     partitions=settings.partitions,
     internal=True,
+)
+start_at_zero(
+    metrics,
+    {
+        **dict.fromkeys(T.inputs, DEAD_LETTER_REASONS),
+        T.item_baskets: (PROCESSING_ERROR,),
+        ticks_topic.get_topic_name(): (PROCESSING_ERROR,),
+    },
 )
 
 

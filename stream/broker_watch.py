@@ -121,11 +121,16 @@ class BrokerWatch(Service):
         while not self.should_stop:
             await self.sleep(PROBE_INTERVAL_S)
             if not self.should_stop and not await self._probe():
-                await self._reach()
+                await self._reach(failed=True)
 
-    async def _reach(self) -> None:
-        """Probe until the broker answers, backing off between failed attempts."""
-        while not self.should_stop and not await self._probe():
+    async def _reach(self, failed: bool = False) -> None:
+        """Probe until the broker answers, backing off between failed attempts.
+
+        `failed`: a probe just failed (the watch's), so the first thing is to
+        log it and wait, not to probe again at once.
+        """
+        while not self.should_stop and (failed or not await self._probe()):
+            failed = False
             self.retry_in = backoff_delay(self.attempts)
             log.warning(
                 "broker unreachable, retrying",

@@ -9,10 +9,11 @@ variable's name in the message.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import orjson
 
@@ -163,7 +164,7 @@ class Settings:
             known = ", ".join(sorted(_KNOWN))
             raise SettingsError(f"unknown setting {unknown[0]} (known: {known})")
         defaults = cls()
-        return cls(
+        settings = cls(
             broker=_get(env, "STREAM_BROKER", _broker_url, None),
             partitions=_get(env, "STREAM_PARTITIONS", _positive_int, defaults.partitions),
             data_dir=_get(env, "STREAM_DATA_DIR", Path, defaults.data_dir),
@@ -252,6 +253,15 @@ class Settings:
                 ssl_keyfile=_get(env, "STREAM_SSL_KEYFILE", _existing_file, None),
             ),
         )
+        security = settings.security
+        if security.protocol.startswith("SASL_") and not (
+            security.sasl_username and security.sasl_password
+        ):
+            raise SettingsError(
+                f"STREAM_SECURITY_PROTOCOL={security.protocol} needs STREAM_SASL_USERNAME and "
+                "STREAM_SASL_PASSWORD"
+            )
+        return settings
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -377,11 +387,19 @@ def _day_list(raw: str) -> tuple[int, ...]:
     return days
 
 
+_HOST: Final = re.compile(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]")  # a name, IPv4, [IPv6]
+
+
 def _broker_url(raw: str) -> str:
     urls = [part.strip() for part in raw.split(",")]
     for url in urls:
         host, _, port = url.removeprefix("kafka://").rpartition(":")
-        if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        if (
+            not _HOST.fullmatch(host)  # not PLAINTEXT://host, Kafka's listener form
+            or not port.isascii()
+            or not port.isdigit()
+            or not 0 < int(port) < 65536
+        ):
             raise ValueError("expected kafka://host:port (port 1-65535), comma-separated")
     return ",".join(url if url.startswith("kafka://") else f"kafka://{url}" for url in urls)
 

@@ -22,18 +22,25 @@ from typing import Any, TextIO
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from stream.broker import EmbeddedBroker, ensure_topics
+from stream.broker import EmbeddedBroker, die_with_parent, ensure_topics
 from stream.config import Settings
 from stream.demo import PLANS, DemoEvent, DemoFeed, basket_rows
 from stream.health import BASKET_ROWS, processed_by_agent
 from stream.kafka import client_security
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text!r}")
+    return value
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m stream dev", description=__doc__)
     parser.add_argument(
         "--rate",
-        type=float,
+        type=_positive,
         default=8.0,
         help="live events per second after the history (default 8)",
     )
@@ -83,7 +90,7 @@ async def run(
     await ensure_topics(settings, bootstrap)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: its terminal closed
         loop.add_signal_handler(sig, stop.set)
     worker_log = data_dir / "worker.log"
     worker = await start_worker(broker_url, data_dir, worker_log)
@@ -105,6 +112,10 @@ async def run(
         say(f"worker exited with code {worker.returncode}; last lines of {worker_log}:")
         say(tail(worker_log))
         code = 1
+    for name, task in (("output printer", tasks[0]), ("demo feed", tasks[1])):
+        if task in done and not task.cancelled() and task.exception() is not None:
+            say(f"the {name} failed: {task.exception()!r}", sys.stderr)
+            code = 1
     for task in (*tasks, stopper):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -131,7 +142,8 @@ async def start_worker(
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            start_new_session=True,
+            start_new_session=True,  # Ctrl-C goes to us; we stop it in order
+            preexec_fn=die_with_parent,  # and if we are killed (SIGKILL), it goes too
         )
 
 

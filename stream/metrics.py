@@ -19,7 +19,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterable, Mapping, MutableMapping
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 from weakref import WeakKeyDictionary
 
 from faust.sensors.monitor import Monitor
@@ -244,6 +244,24 @@ class Metrics(NamedTuple):
                 registry=registry,
             ),
         )
+
+
+TIMERS: Final = ("rescore", "item_neighbors")  # the `timer` label of stream_timer_errors_total
+
+
+def start_at_zero(metrics: Metrics, reasons_by_topic: dict[str, tuple[str, ...]]) -> None:
+    """Export at 0 the error series the alerts watch, before any error.
+
+    A labelled counter's series exists only from its first `inc()`, and
+    Prometheus sees a series that appears at 1 as no increase: the
+    ProcessingErrors, DeadLettersHigh and TimerErrors alerts would miss a
+    worker's first errors, or a burst of them that nothing follows.
+    """
+    for topic, reasons in reasons_by_topic.items():
+        for reason in reasons:
+            labelled(metrics.dead_lettered, topic, reason)
+    for timer in TIMERS:
+        labelled(metrics.timer_errors, timer)
 
 
 class FaustSensors(PrometheusMonitor):

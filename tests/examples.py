@@ -238,7 +238,7 @@ CART_EXAMPLES = (
     bad("cart", "ts in year 9999", with_(CART, ts="9999-12-31T23:59:59Z"), "bad_timestamp"),
     bad(
         "cart",
-        "ts 2100 by its year, 2099 in UTC",
+        "ts written in 2100, 2099 in UTC (the year is judged as written)",
         with_(CART, ts="2100-01-01T00:30:00+01:00"),
         "bad_timestamp",
     ),

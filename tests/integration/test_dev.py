@@ -104,3 +104,38 @@ def test_worker_fails_fast_on_a_bad_setting() -> None:
     )
     assert result.returncode != 0
     assert "STREAM_PARTITIONS" in result.stderr
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGHUP])
+def test_dev_killed_or_its_terminal_closed_leaves_nothing_running(
+    tmp_path: Path, how: signal.Signals
+) -> None:
+    """`make run` killed outright (SIGKILL: no handler runs), or its terminal closed (SIGHUP):
+    its worker and broker go too, and do not keep the web port and retry a broker forever."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stream", "dev", "--rate", "20"],
+        cwd=ROOT,
+        env=clean_env(STREAM_DATA_DIR=str(tmp_path), STREAM_WEB_PORT=str(free_port())),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any("demo feed:" in line for line in lines):
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip())
+    output = "\n".join(lines)
+    worker_pid = int(re.search(r"worker pid (\d+)", output).group(1))  # type: ignore[union-attr]
+    broker_port = int(re.search(r"embedded broker on 127\.0\.0\.1:(\d+)", output).group(1))  # type: ignore[union-attr]
+    process.send_signal(how)
+    process.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while pid_alive(worker_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pid_alive(worker_pid), output
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", broker_port), timeout=1):
+        pass

@@ -324,8 +324,20 @@ async def test_consumed_and_dead_lettered_counts_match_what_was_sent(
         {key: float(n) for key, n in consumed.items()},
     )
     await prometheus.until(
-        "sum by (topic, reason) (stream_events_dead_lettered_total)",
+        "sum by (topic, reason) (stream_events_dead_lettered_total) > 0",
         {key: float(n) for key, n in dead.items()},
+    )
+    # The series the error alerts watch exist before any error, at 0: one that appeared
+    # at its first error would show Prometheus no increase, and the alert would not fire.
+    ticks = f"{deployment.settings.app_id}-ticks"
+    never = (*topics.inputs, topics.item_baskets, ticks)
+    await prometheus.until(
+        'sum by (topic) (stream_events_dead_lettered_total{reason="processing_error"})',
+        {(topic,): 0.0 for topic in never},
+    )
+    await prometheus.until(
+        "sum by (timer) (stream_timer_errors_total)",
+        {("rescore",): 0.0, ("item_neighbors",): 0.0},
     )
     # The item rows read each order's basket once for each distinct item in it.
     rows = sum(len(basket_of(order)) for order in ORDERS)

@@ -60,6 +60,41 @@ async def test_an_unreachable_broker_is_retried_and_reported() -> None:
         await starting
 
 
+async def test_a_broker_lost_while_watched_is_retried_after_the_first_delay(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The watch's failed probe is attempt 1: logged with its number, and the next probe waits
+    the first delay (0.5 s). It was probed again at once, and the first logged attempt was 2."""
+    monkeypatch.setattr("stream.broker_watch.PROBE_INTERVAL_S", 0.05)
+    metrics = Metrics.create(CollectorRegistry())
+    watch = BrokerWatch(
+        [f"127.0.0.1:{free_port()}"],
+        Security(),
+        up=metrics.broker_up,
+        failures=metrics.broker_connect_failures,
+    )
+    watch.reachable = True  # it answered before; now nothing listens
+    probed: list[float] = []
+    probe = watch._probe
+
+    async def timed_probe() -> bool:
+        probed.append(time.monotonic())
+        return await probe()
+
+    watch._probe = timed_probe  # type: ignore[method-assign]
+    caplog.set_level("WARNING", logger="stream.broker_watch")
+    watching = asyncio.ensure_future(BrokerWatch._watch(watch))
+    deadline = time.monotonic() + 30
+    while len(probed) < 2:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    watching.cancel()
+    await asyncio.gather(watching, return_exceptions=True)
+    assert probed[1] - probed[0] >= backoff_delay(1) - 0.05
+    first = next(r for r in caplog.records if r.getMessage() == "broker unreachable, retrying")
+    assert (first.attempt, first.retry_in_s) == (1, backoff_delay(1))  # type: ignore[attr-defined]
+
+
 async def test_the_watch_starts_after_the_web_server_and_before_kafka() -> None:
     """Health and /metrics answer while the worker waits; no Kafka client starts before."""
     app = faust.App("test-broker-first", broker="kafka://127.0.0.1:1", autodiscover=False)

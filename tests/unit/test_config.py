@@ -224,7 +224,10 @@ def test_tables_cover_every_known_variable() -> None:
 @pytest.mark.parametrize(("var", "raw", "field", "expected"), PARSED)
 def test_each_variable_is_parsed(var: str, raw: str, field: str, expected: Any) -> None:
     """Each STREAM_* variable is parsed into its field, with the field's type."""
-    settings = Settings.from_env({var: raw})
+    env = {var: raw}
+    if var == "STREAM_SECURITY_PROTOCOL" and raw.upper().startswith("SASL_"):
+        env |= {"STREAM_SASL_USERNAME": "u", "STREAM_SASL_PASSWORD": "p"}  # SASL needs them
+    settings = Settings.from_env(env)
     assert attr(settings, field) == expected
     assert type(attr(settings, field)) is type(expected)
 
@@ -245,6 +248,10 @@ def test_file_variables_are_parsed(var: str, field: str, tmp_path: Path) -> None
         ("STREAM_BROKER", ":9092"),  # no host
         ("STREAM_BROKER", "a:1,,b:2"),  # an empty entry
         ("STREAM_BROKER", "a:1,"),  # a trailing comma
+        ("STREAM_BROKER", "PLAINTEXT://host:9092"),  # Kafka's listener form, not a client's
+        ("STREAM_BROKER", "kafka://SASL_SSL://host:9092"),
+        ("STREAM_BROKER", "tcp://host:9092"),
+        ("STREAM_BROKER", "host name:9092"),
         ("STREAM_PARTITIONS", "0"),
         ("STREAM_PARTITIONS", "-1"),
         ("STREAM_PARTITIONS", "four"),
@@ -462,3 +469,16 @@ def test_default_ltv_params_are_the_packaged_cdnow_fit() -> None:
     assert params.bgnbd.alpha == pytest.approx(4.414 * 7, abs=7 * 5e-4)
     assert params.bgnbd.a == pytest.approx(0.793, abs=5e-4)
     assert params.bgnbd.b == pytest.approx(2.426, abs=5e-4)
+
+
+@pytest.mark.parametrize("protocol", ["SASL_SSL", "SASL_PLAINTEXT"])
+@pytest.mark.parametrize(
+    "given", [{}, {"STREAM_SASL_USERNAME": "u"}, {"STREAM_SASL_PASSWORD": "p"}]
+)
+def test_sasl_without_its_credentials_is_refused_at_once(
+    protocol: str, given: dict[str, str]
+) -> None:
+    """SASL with no username or no password stops at the settings, naming both variables (the
+    worker started and died of aiokafka's ValueError, with no setting named)."""
+    with pytest.raises(SettingsError, match="STREAM_SASL_USERNAME and STREAM_SASL_PASSWORD"):
+        Settings.from_env({"STREAM_SECURITY_PROTOCOL": protocol, **given})

@@ -6,7 +6,10 @@ import uuid
 from itertools import islice
 from typing import Any
 
+import pytest
+
 from stream.demo import DemoEvent, DemoFeed
+from stream.dev import parse_args
 
 ID_FIELDS = ("event_id", "order_id", "cart_id")
 
@@ -40,3 +43,13 @@ def test_random_ids_change_the_ids_and_nothing_else() -> None:
 def test_random_ids_are_the_same_for_the_same_seed() -> None:
     """A workload with random ids is reproducible: the bench's runs compare alike."""
     assert [e.value for e in feed_events(True)] == [e.value for e in feed_events(True)]
+
+
+@pytest.mark.parametrize("rate", ["0", "-1", "nan", "fast"])
+def test_dev_refuses_a_rate_that_is_not_above_0(rate: str) -> None:
+    """`dev --rate 0` used to end the feed with a ZeroDivisionError that nothing reported,
+    and the run exited 0; a rate not above 0 is a usage error now."""
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(["--rate", rate])
+    assert stopped.value.code == 2
+    assert parse_args(["--rate", "0.5"]).rate == 0.5
