@@ -183,6 +183,12 @@ app = faust.App(
 # send_changelogs timer or the next commit (stream/changelog.py); agents
 # write with `put`.
 changelogs = Changelogs(app)
+# REDELIVERED_STATE: a record read again whose change a table holds already
+# (after a crash, before its offset was committed) is written again all the
+# same, so that its changelog record goes out again. A RocksDB store keeps a
+# write that the crash kept from the changelog (its records wait up to
+# STREAM_CHANGELOG_INTERVAL_MS); without the rewrite, a worker recovering the
+# partition from the changelog would never get that change.
 put = changelogs.put
 tuned_transport(app, settings.fetch_max_wait_ms, before_commit=changelogs.flush)
 
@@ -646,7 +652,7 @@ async def _on_purchase_event(event: EventT[bytes], order: PurchaseEvent) -> None
     redelivered = not changed and order_redelivered(
         state, order, event.message.partition, event.message.offset
     )
-    if changed:
+    if changed or redelivered:  # REDELIVERED_STATE
         await customer_states.put(cid, state)
     if changed or redelivered:
         await _emit_order_outputs(event, order, state, count=changed)
@@ -681,8 +687,7 @@ async def _emit_order_outputs(
     stored = basket_counts.get(str(source))
     known = BasketCount.from_json(stored) if stored else None
     counted = count_basket(known, order.ts, offset, decay)
-    if counted is not known:
-        await put(basket_counts, str(source), counted.to_json())
+    await put(basket_counts, str(source), counted.to_json())  # a redelivery's too (above)
     items = basket_items(order.skus)
     await route_basket(Basket(order.order_id, items, order.ts, source, offset))
     excluded = recently_bought(state.owned, order.ts, rules.rebuy_window_days)
@@ -777,8 +782,8 @@ async def _on_basket_record(event: EventT[bytes]) -> None:
             row, changed = apply_basket(
                 item_rows.get(sku), sku, basket, decay, settings.neighbor_capacity, target
             )
+            await put(item_rows, sku, row)  # a redelivery's too (REDELIVERED_STATE)
             if changed:
-                await put(item_rows, sku, row)
                 _changed_rows[sku] = None
     _pairs_timer.observe(time.perf_counter() - started)
 
@@ -898,8 +903,10 @@ async def _on_cart_event(event: EventT[bytes], change: CartEvent) -> None:
     cid = change.customer_id
     position = (event.message.partition, event.message.offset)
     cart, applied = apply_cart_event(cart_states.get(cid), change, position)
-    answer = change.type == "item_added" and (applied or cart.redelivered(position))
-    if answer:
+    redelivered = not applied and cart.redelivered(position)
+    if redelivered:  # its changelog record sent again (REDELIVERED_STATE), shown once
+        await cart_states.put(cid, cart)
+    if change.type == "item_added" and (applied or redelivered):
         cart = await _answer_cart_add(event, change, cart)
     if applied:
         await cart_states.put(cid, cart)
@@ -1025,6 +1032,10 @@ async def send_recorded_trigger(
 # subscriptions table, rebuilt when the assignment changes.
 _renewals: dict[int, list[tuple[float, str]]] = {}
 _renewal_due_at: dict[str, float] = {}
+# The partitions whose index was rebuilt from the table: not `_renewals`' keys,
+# which a subscription event handled before the first tick after an assignment
+# makes too (then the rebuild skipped the partition's other subscriptions).
+_renewals_built: set[int] = set()
 RENEWALS_PER_TICK = 1000
 
 
@@ -1043,13 +1054,16 @@ async def tick() -> None:
     owned = _owned(T.subscription)
     if owned is None:
         return
-    if owned != set(_renewals):
+    if owned != _renewals_built or not owned.issuperset(_renewals):
         for lost in set(_renewals) - owned:
             for _, sid in _renewals.pop(lost):
                 _renewal_due_at.pop(sid, None)
+        new = owned - _renewals_built
         for sid, state in subscriptions.items():
-            if state.partition in owned - set(_renewals) and sid not in _renewal_due_at:
+            if state.partition in new and sid not in _renewal_due_at:
                 schedule_renewal(sid, state)
+        _renewals_built.clear()
+        _renewals_built.update(owned)
         for partition in owned:
             _renewals.setdefault(partition, [])
     message = encode({"now": clock.now()})
@@ -1122,8 +1136,8 @@ async def _on_subscription_event(event: EventT[bytes], change: SubscriptionEvent
         for window, opens_at in opened:
             await _announce_renewal(sid, before, window, opens_at)
     state, applied = apply_subscription_event(before, change, event.message.partition)
+    await put(subscriptions, sid, state)  # seen before: written again (REDELIVERED_STATE)
     if applied:
-        await put(subscriptions, sid, state)
         schedule_renewal(sid, state)
 
 

@@ -120,10 +120,10 @@ async def max_message_bytes(settings: Settings, topic: str) -> int | None:
 class TopicLimit:
     """A topic's `max.message.bytes`: looked up when first asked for, again after `ttl_s`.
 
-    Until it is known, and for FAILED_LOOKUP_TTL_S after a lookup that
-    failed (a broker away, no right to describe configs, an answer not
-    understood), `default`. A limit below `default` is logged as a warning
-    when it is found.
+    Until it is known, `default`; for FAILED_LOOKUP_TTL_S after a lookup
+    that failed (a broker away, no right to describe configs, an answer not
+    understood), the value known before, or `default`. A limit below
+    `default` is logged as a warning when it is found.
     """
 
     def __init__(
@@ -153,12 +153,16 @@ class TopicLimit:
         try:
             async with asyncio.timeout(TOPIC_LIMIT_TIMEOUT_S):
                 found = await self._lookup()
-        except Exception as exc:  # whatever went wrong, the default stands: never stop a caller
+        except Exception as exc:  # whatever went wrong, never stop a caller
+            # The value known stands (a failed re-read must not forget a low limit:
+            # dead letters sized for 5 MiB would be refused); else the default.
+            value = self.default if self._value is None else self._value
             log.warning(
-                "could not read a topic's max.message.bytes: assuming the default",
+                "could not read a topic's max.message.bytes: assuming %d bytes",
+                value,
                 extra={"topic": self.topic, "default": self.default, "error": repr(exc)},
             )
-            value, ttl = self.default, FAILED_LOOKUP_TTL_S
+            ttl = FAILED_LOOKUP_TTL_S
         else:
             value, ttl = (self.default if found is None else found), self._ttl_s
             if value != self._value:

@@ -73,6 +73,21 @@ async def test_a_failed_lookup_stands_as_the_default_for_a_while_then_is_tried_a
     assert lookups.calls == 2
 
 
+async def test_a_failed_re_read_keeps_the_limit_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1 MB topic whose re-read fails stays 1 MB (it was 5 MiB for a minute, and dead letters
+    sized for that are refused: the worker would stop); then it is read again."""
+    monkeypatch.setattr(kafka, "FAILED_LOOKUP_TTL_S", 0.2)
+    lookups = Lookups(1_048_588, KafkaConnectionError("away"), 2_000_000)
+    limit = TopicLimit("dead-letters", lookups, DEFAULT, ttl_s=0.1)
+    assert await limit.get() == 1_048_588
+    await asyncio.sleep(0.15)
+    assert await limit.get() == 1_048_588  # the re-read failed
+    assert lookups.calls == 2
+    await asyncio.sleep(0.25)
+    assert await limit.get() == 2_000_000
+    assert lookups.calls == 3
+
+
 async def test_a_limit_below_the_default_is_a_warning_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
