@@ -41,6 +41,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Set
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -384,6 +385,11 @@ def observe_latency(event: EventT[bytes]) -> None:
         metrics.event_to_emit.observe(max(0.0, time.time() - created))
 
 
+# The events sent to dead-letters, while they are alive: a batch whose after_batch
+# fails gives on_error each of its events, and one kept already is not kept twice.
+_dead_lettered: weakref.WeakSet[EventT[bytes]] = weakref.WeakSet()
+
+
 async def dead_letter_event(event: EventT[bytes], topic: str, reason: str, detail: str) -> None:
     """Send the record to dead-letters with why and its original bytes (as many as the
     topic takes); count it."""
@@ -406,6 +412,7 @@ async def dead_letter_event(event: EventT[bytes], topic: str, reason: str, detai
         ),
     )
     labelled(metrics.dead_lettered, topic, reason).inc()
+    _dead_lettered.add(event)
 
 
 def kept_on_error(topic: str) -> ErrorHandler:
@@ -418,6 +425,8 @@ def kept_on_error(topic: str) -> ErrorHandler:
     """
 
     async def keep(event: EventT[bytes], exc: Exception) -> None:
+        if event in _dead_lettered:  # invalid, or kept already: its bytes are there
+            return
         log.exception(
             "processing failed: %s to dead-letters",
             topic,
@@ -689,7 +698,7 @@ async def _emit_order_outputs(
     counted = count_basket(known, order.ts, offset, decay)
     await put(basket_counts, str(source), counted.to_json())  # a redelivery's too (above)
     items = basket_items(order.skus)
-    await route_basket(Basket(order.order_id, items, order.ts, source, offset))
+    route_basket(Basket(order.order_id, items, order.ts, source, offset))
     excluded = recently_bought(state.owned, order.ts, rules.rebuy_window_days)
     ranked = suggest_for_cart(items, excluded, index, rules, at=order.ts)
     offers = cross_sell_offers(marketing_offers(ranked, new_customer=False))
@@ -718,9 +727,9 @@ def item_partition(sku: str) -> int:
 basket_router = BasketRouter(item_partition)
 
 
-async def route_basket(basket: Basket) -> None:
-    """Gather an order's basket for its items' rows; send the records that are full."""
-    await _send_baskets(basket_router.add(basket))
+def route_basket(basket: Basket) -> None:
+    """Gather an order's basket for its items' rows (sent after the batch: send_routed_baskets)."""
+    basket_router.add(basket)
 
 
 async def send_routed_baskets() -> None:

@@ -122,10 +122,17 @@ async def handle_each(
     `after_batch`, if given, runs once a batch's events are handled (also
     when the agent stops midway), before they are acked: what the handlers
     gathered for the whole batch goes out then. An exception from it goes
-    to `on_error` with each event of the batch, since what they gathered
-    was not sent, and the next batch is handled.
+    to `on_error` with each event handled, since what they gathered was not
+    sent, and the next batch is handled.
+
+    Only the events settled are acked (`Batch.settled`): handled, and their
+    batch's `after_batch` done, or given to `on_error`. So an agent stopped
+    midway, or an `on_error` that raises (the dead-letters topic refusing
+    too), leaves the rest unacked: their offsets are not committed, and they
+    are read again after a restart or rebalance, never lost.
     """
     async for events in take_batches(stream, max_events, within):
+        handled = events.settled = 0
         try:
             for event in events:
                 set_current_event(event)
@@ -133,19 +140,31 @@ async def handle_each(
                     await handle(event)
                 except Exception as exc:  # a bug, not bad input: keep the event, go on
                     await on_error(event, exc)
+                handled += 1
+                if after_batch is None:
+                    events.settled = handled
         finally:
             if after_batch is not None:
                 try:
                     await after_batch()
                 except Exception as exc:  # the batch's gathered outputs are lost: keep its events
-                    for event in events:
+                    for n, event in enumerate(events[:handled]):
                         set_current_event(event)
                         await on_error(event, exc)
+                        events.settled = n + 1
+                else:
+                    events.settled = handled
+
+
+class Batch(list[EventT[bytes]]):
+    """A batch's events; `settled`: how many of them, from the first, may be acked (None: all)."""
+
+    settled: int | None = None
 
 
 async def take_batches(
     stream: faust.StreamT[bytes], max_events: int, within: float
-) -> AsyncIterator[list[EventT[bytes]]]:
+) -> AsyncIterator[Batch]:
     """The stream's events a batch at a time: what was delivered, `within` at most while more come.
 
     What `Stream.take_events` does, without its wake-ups while nothing comes:
@@ -158,7 +177,8 @@ async def take_batches(
     `max_events` are in. As in Faust's, the stream's passive drainer adds
     the events (a processor), holding on while the agent handles a batch or
     while a full one waits for it; the events are acked when the agent asks
-    for the next batch or stops midway (the generator's `finally`).
+    for the next batch or stops midway (the generator's `finally`): those
+    the agent says are settled (`Batch.settled`), else all.
     """
     loop = asyncio.get_running_loop()
     channel = cast("faust.ChannelT[bytes]", stream.channel)  # the passive drainer reads its queue
@@ -199,14 +219,14 @@ async def take_batches(
                 window = None
             if room is None:
                 room = loop.create_future()
-            batch = list(buffer)
+            batch = Batch(buffer)
             try:
                 yield batch
             finally:
                 buffer.clear()
                 ready = loop.create_future()
                 try:
-                    for event in batch:
+                    for event in batch[: batch.settled]:  # [:None]: all
                         await stream.ack(event)
                 finally:
                     room.set_result(None)

@@ -174,6 +174,8 @@ class BasketRouter:
     partitioner). A basket goes to each partition that holds a row of it,
     once, with those rows (`rows`). Gathered over an agent's batch of orders,
     that is a record or two a partition, not one record per item and order.
+    All go out together (`take`), so that a batch's records are sent, or
+    fail, as one: the worker dead-letters the batch's orders if they fail.
     """
 
     def __init__(
@@ -182,25 +184,25 @@ class BasketRouter:
         self._partition_of = partition_of
         self._max_baskets = max_baskets
         self._gathered: dict[int, list[dict[str, Any]]] = {}
+        self._full: list[tuple[int, dict[str, Any]]] = []
 
-    def add(self, basket: Basket) -> list[tuple[int, dict[str, Any]]]:
-        """Gather `basket`; return the records that are full, (partition, record), to send now."""
+    def add(self, basket: Basket) -> None:
+        """Gather `basket` (a partition's record that is full is put aside, whole)."""
         rows: dict[int, list[str]] = {}
         for sku in basket.items:
             rows.setdefault(self._partition_of(sku), []).append(sku)
         body = basket.to_json()
-        full = []
         for target, skus in rows.items():
             gathered = self._gathered.setdefault(target, [])
             gathered.append({**body, "rows": skus})
             if len(gathered) >= self._max_baskets:
-                full.append((target, {"baskets": self._gathered.pop(target)}))
-        return full
+                self._full.append((target, {"baskets": self._gathered.pop(target)}))
 
     def take(self) -> list[tuple[int, dict[str, Any]]]:
-        """Every record gathered, (partition, record); none is kept."""
-        records = [(target, {"baskets": baskets}) for target, baskets in self._gathered.items()]
-        self._gathered.clear()
+        """Every record gathered, (partition, record), the full ones first; none is kept."""
+        records = self._full
+        records += [(target, {"baskets": baskets}) for target, baskets in self._gathered.items()]
+        self._full, self._gathered = [], {}
         return records
 
 

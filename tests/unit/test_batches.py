@@ -338,3 +338,51 @@ async def test_when_after_batch_fails_every_event_of_the_batch_goes_to_on_error(
     await handle_five(handle, on_error, after_batch, done)
     assert handled == [0, 1, 2, 3, 4]
     assert kept == [(n, "the producer refused the batch's records") for n in range(3)]
+
+
+async def test_events_after_an_on_error_that_raises_are_not_acked() -> None:
+    """on_error raising (the dead-letters topic refusing too) ends the agent's batch: the events
+    handled before stay acked, the failing one and the rest are not, so their offsets are not
+    committed and they are read again. They were all acked, and lost."""
+    events: list[Any] = []
+    done = asyncio.Event()
+
+    async def handle(event: Any) -> None:
+        events.append(event)
+        if event.value == 1:
+            raise ValueError("a bug this event found")
+
+    async def on_error(event: Any, exc: Exception) -> None:
+        done.set()
+        raise RuntimeError("the dead letter was refused too")
+
+    async def after_batch() -> None:
+        pass
+
+    with contextlib.suppress(RuntimeError):
+        await handle_five(handle, on_error, after_batch, done)
+        await asyncio.sleep(0.1)
+    assert [event.value for event in events] == [0, 1]
+    assert [event.message.acked for event in events] == [True, False]
+
+
+async def test_when_after_batch_fails_an_on_error_that_raises_leaves_the_rest_unacked() -> None:
+    """after_batch failed, and then the first event's on_error: no event of the batch is acked."""
+    events: list[Any] = []
+    done = asyncio.Event()
+
+    async def handle(event: Any) -> None:
+        events.append(event)
+
+    async def on_error(event: Any, exc: Exception) -> None:
+        done.set()
+        raise RuntimeError("the dead letter was refused too")
+
+    async def after_batch() -> None:
+        raise RuntimeError("the producer refused the batch's records")
+
+    with contextlib.suppress(RuntimeError):
+        await handle_five(handle, on_error, after_batch, done)
+        await asyncio.sleep(0.1)
+    assert [event.value for event in events] == [0, 1, 2]
+    assert [event.message.acked for event in events] == [False, False, False]
