@@ -186,9 +186,20 @@ def group_orders(lines: Iterable[tuple[str, OrderKey, float, str]], timed: bool 
     return Dataset(dict(orders), timeline)
 
 
+INSTACART_COLUMNS = ("user_id", "order_number", "add_to_cart_order", "product_id")
+
+
 def load_instacart(path: Path) -> Dataset:
-    """Instacart's order lines: orders by order_number, lines by add_to_cart_order."""
-    with path.open(newline="") as handle:
+    """Instacart's order lines: orders by order_number, lines by add_to_cart_order.
+
+    Any CSV with those columns (a UTF-8 byte order mark, as spreadsheets write
+    it, is read past); a missing column is a ValueError naming it.
+    """
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        rows = csv.DictReader(handle)
+        missing = [name for name in INSTACART_COLUMNS if name not in (rows.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path}: no column {', '.join(missing)} in its header")
         return group_orders(
             (
                 row["user_id"],
@@ -196,7 +207,7 @@ def load_instacart(path: Path) -> Dataset:
                 float(row["add_to_cart_order"] or 0),
                 row["product_id"],
             )
-            for row in csv.DictReader(handle)
+            for row in rows
         )
 
 
@@ -700,6 +711,13 @@ def first_purchase_table(tuned: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def _at_least_1(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m stream evaluate",
@@ -711,8 +729,12 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--data", type=Path, help="the dataset's file (default: fetch it)")
     parser.add_argument("--cache", type=Path, default=Path("data/eval"))
-    parser.add_argument("--capacity", type=int, default=100, help="Space-Saving neighbours kept")
-    parser.add_argument("--published", type=int, default=TOP, help="neighbours published per item")
+    parser.add_argument(
+        "--capacity", type=_at_least_1, default=100, help="Space-Saving neighbours kept"
+    )
+    parser.add_argument(
+        "--published", type=_at_least_1, default=TOP, help="neighbours published per item"
+    )
     parser.add_argument(
         "--prior-baskets",
         type=float,
@@ -731,7 +753,11 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     source = SOURCES[args.dataset]
-    data = source.load(args.data or fetch(args.cache, source))
+    try:
+        data = source.load(args.data or fetch(args.cache, source))
+    except (OSError, ValueError) as exc:
+        print(f"evaluate: cannot read the data: {exc}", file=sys.stderr)
+        return 1
     if args.tune:
         tuned = tune(data, args.capacity, args.published)
         print(tune_table(tuned))

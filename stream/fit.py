@@ -429,7 +429,12 @@ def main(argv: Sequence[str], out: TextIO | None = None, err: TextIO | None = No
     }
     target: Path = args.out
     temporary = target.with_name(target.name + ".tmp")
-    temporary.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-    temporary.replace(target)
+    try:
+        temporary.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+        temporary.replace(target)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        print(f"fit-ltv: cannot write {target}: {exc.strerror}; no params written", file=err)
+        return 1
     print(f"wrote {target}", file=out)
     return 0

@@ -35,7 +35,8 @@ Input, one of (`--format`, default from the file name: `.csv` is CSV):
   `order_split` and not sent: a second event of the same order id would be
   dropped as a duplicate downstream. (The ids of sent orders are kept to
   tell: some 100 bytes per order.) An order is sent whole or not at all: one
-  bad row rejects all of its rows, each counted under that row's reason.
+  bad row rejects all of its rows, each counted under the first bad row's
+  reason (a later bad row of the same order shows once that one is fixed).
 
   Rows with a negative quantity are refund rows. By default they are skipped
   and counted (UCI Online Retail's cancellations, invoice numbers `C...`,
@@ -658,10 +659,17 @@ def _columns(text: str) -> dict[str, str]:
 
 
 def _encoding(name: str) -> str:
+    """A text encoding whose line break is the byte `\n`: the file is read a line at a time."""
     try:
-        return codecs.lookup(name).name
+        info = codecs.lookup(name)
     except LookupError:
         raise argparse.ArgumentTypeError(f"unknown encoding {name!r}") from None
+    if not getattr(info, "_is_text_encoding", True) or "\n".encode(info.name) != b"\n":
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is not an encoding that replay reads a line at a time "
+            "(UTF-16 and UTF-32 files: convert them to UTF-8 first)"
+        )
+    return info.name
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:

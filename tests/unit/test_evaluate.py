@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from stream.evaluate import (
     HALVES,
@@ -20,6 +21,7 @@ from stream.evaluate import (
     load_completejourney,
     load_instacart,
     load_tafeng,
+    main,
     replay,
 )
 
@@ -47,6 +49,29 @@ def test_load_instacart_orders_by_number_and_lines_by_add_to_cart_order(tmp_path
         "3": [["tea"]],
         "7": [["eggs", "ham"], ["bread", "milk"]],
     }
+
+
+def test_a_users_csv_with_a_byte_order_mark_or_a_column_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--data FILE` as a spreadsheet saves it (a UTF-8 BOM) reads as without; a missing column,
+    a missing file and --capacity 0 are messages, not tracebacks (KeyError, FileNotFoundError,
+    IndexError)."""
+    text = "user_id,order_number,add_to_cart_order,product_id\n7,1,1,tea\n"
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_instacart(bom).orders == {"7": [["tea"]]}
+    short = tmp_path / "short.csv"
+    short.write_text("user_id,order_number,product_id\n7,1,tea\n")
+    with pytest.raises(ValueError, match="no column add_to_cart_order"):
+        load_instacart(short)
+    assert main(["--data", str(short)]) == 1
+    assert main(["--data", str(tmp_path / "missing.csv")]) == 1
+    errors = capsys.readouterr().err
+    assert "evaluate: cannot read the data:" in errors
+    assert "missing.csv" in errors
+    with pytest.raises(SystemExit):
+        main(["--data", str(bom), "--capacity", "0"])
 
 
 def test_load_completejourney_orders_baskets_by_time_and_keeps_file_order(tmp_path: Path) -> None:

@@ -332,3 +332,16 @@ def test_read_history_drops_a_byte_order_mark() -> None:
     history = read_history([b"\xef\xbb\xbf" + line, b"\xef\xbb\xbf" + line])
     assert [number for number, _ in history.events] == [1]
     assert [number for number, _ in history.bad] == [2]
+
+
+@pytest.mark.parametrize("where", ["missing/params.json", "a-directory"])
+def test_params_that_cannot_be_written_are_a_message(tmp_path: Path, where: str) -> None:
+    """--out in a directory that does not exist, or naming a directory: exit 1 with the
+    reason, after the fit, and no .tmp file left (it was a FileNotFoundError traceback)."""
+    history = tmp_path / "cdnow.jsonl"
+    cdnow_jsonl(history)
+    (tmp_path / "a-directory").mkdir()
+    out, stderr = tmp_path / where, io.StringIO()
+    assert main([str(history), "--out", str(out)], io.StringIO(), stderr) == 1
+    assert f"fit-ltv: cannot write {out}" in stderr.getvalue()
+    assert not out.with_name(out.name + ".tmp").exists()

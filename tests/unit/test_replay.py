@@ -201,6 +201,14 @@ def test_an_unknown_encoding_is_a_usage_error() -> None:
         parse_args(["f.csv", "--encoding", "latin-99"])
 
 
+@pytest.mark.parametrize("name", ["utf-16", "utf-32-le", "rot13", "base64"])
+def test_an_encoding_not_read_a_line_at_a_time_is_a_usage_error(name: str) -> None:
+    """UTF-16 (Excel's "Unicode Text") and non-text codecs were taken, then a line decoded
+    on its own raised UnicodeDecodeError or LookupError with a traceback."""
+    with pytest.raises(SystemExit):
+        parse_args(["f.csv", "--encoding", name])
+
+
 def test_columns_may_be_given_in_several_options() -> None:
     """--columns is repeatable; the mappings merge, a field mapped twice is a usage error."""
     args = parse_args(["f.csv", "--columns", "order_id=A,sku=B", "--columns", "ts=C"])
