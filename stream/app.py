@@ -661,7 +661,9 @@ async def _on_purchase_event(event: EventT[bytes], order: PurchaseEvent) -> None
     redelivered = not changed and order_redelivered(
         state, order, event.message.partition, event.message.offset
     )
-    if changed or redelivered:  # REDELIVERED_STATE
+    if changed or redelivered or (before is not None and order.type == "order_refunded"):
+        # REDELIVERED_STATE; a refund's record is not remembered, so a refund seen
+        # before is written again whichever record it came in (the same value).
         await customer_states.put(cid, state)
     if changed or redelivered:
         await _emit_order_outputs(event, order, state, count=changed)

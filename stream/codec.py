@@ -24,7 +24,7 @@ both are tested against):
   than 1,000 lines is `too_many_lines`;
 - ids are non-empty strings of at most 256 characters, other strings at
   most 256 characters; quantities and day counts are ints >= 1 (not bools,
-  not 2.0); money is a number >= 0 (not a bool), taken as `Decimal(str(x))`
+  not 2.0); money is a number from 0 to MAX_MONEY, 1e15 (not a bool), taken as `Decimal(str(x))`
   so that 19.99 stays 19.99; `margin` is a number in [0, 1];
 - fields the contract does not name are ignored (producers may add some).
 """
@@ -36,7 +36,6 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from math import inf
 from sys import intern
 from typing import Any, Final, Literal
 
@@ -83,6 +82,9 @@ DEAD_LETTER_REASONS: Final[tuple[str, ...]] = (*REASONS, PROCESSING_ERROR)
 
 MAX_EVENT_BYTES: Final = 1_048_576
 MAX_TEXT_CHARS: Final = 256
+# Money above this is a producer's bug: sums of a few 1e307 amounts overflow a
+# float to inf, which records wrote as null where the schemas want a number.
+MAX_MONEY: Final = 10**15
 MAX_ORDER_LINES: Final = 1_000
 # A dead letter carries up to 2 MiB of the original (2.7 MiB in base64), so it
 # fits the 5 MiB record limit set on the dead-letters topic and the producer.
@@ -438,16 +440,16 @@ def _count(doc: dict[str, Any], key: str, index: int = -1) -> int | None:
 
 
 def _money(doc: dict[str, Any], key: str, index: int = -1) -> Decimal | None:
-    """A finite number >= 0 as `Decimal` (floats through `str`: 19.99 stays 19.99)."""
+    """A number in [0, MAX_MONEY] as `Decimal` (floats through `str`: 19.99 stays 19.99)."""
     value = doc.get(key)
     if value is None:
         return None
     kind = type(value)
-    if kind is int and value >= 0:
+    if kind is int and 0 <= value <= MAX_MONEY:
         return Decimal(value)
-    if kind is float and 0.0 <= value < inf:  # NaN fails both comparisons
+    if kind is float and 0.0 <= value <= MAX_MONEY:  # NaN fails both comparisons
         return Decimal(str(value)) if value else _ZERO  # -0.0 -> 0
-    raise _bad(key, index, "a number >= 0", value)
+    raise _bad(key, index, "a number from 0 to 1e15", value)
 
 
 def _fraction(doc: dict[str, Any], key: str) -> float | None:

@@ -639,8 +639,9 @@ def test_customer_scores_match_the_closed_form() -> None:
 
 @pytest.mark.parametrize("price", [1e26, 1.5e300])
 def test_a_record_of_any_finite_amount(price: float) -> None:
-    """An order of any amount the codec takes gets its customer-ltv record: aov to the cent
-    of 1e26 raised InvalidOperation (29 digits against the default context's 28)."""
+    """An order of any finite amount gets its customer-ltv record (the codec takes up to 1e15
+    a line since, but state is summed): aov to the cent of 1e26 raised InvalidOperation (29
+    digits against the default context's 28)."""
     state, _ = apply_order(None, order("o1", T0, str(price)))
     record = ltv_record("c1", state, T0, "treatment", None, None)
     assert record["aov"] == Decimal(str(price)).quantize(Decimal("0.01"), context=Context(prec=400))

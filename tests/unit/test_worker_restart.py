@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from stream.bench.pipeline import environment_without_settings
 
@@ -31,14 +32,15 @@ from stream.batches import set_current_event
 from stream.bench.handlers import event
 from stream.domain.ltv import unpack
 
-step = sys.argv[1]
-sent: list[int] = []
+step, second = sys.argv[1], sys.argv[2]
+sent: list[list[object]] = []
 
 
 class Producer:
     async def send(self, topic, key, value, partition, timestamp, headers):  # type: ignore
         if topic.endswith("-customers-changelog"):
-            sent.append(unpack(value).orders)
+            state = unpack(value)
+            sent.append([state.orders, str(state.revenue)])
         done = asyncio.get_running_loop().create_future()
         done.set_result(RecordMetadata(topic, partition, TP(topic, partition), 0))
         return done
@@ -50,6 +52,11 @@ def order(n: int):  # type: ignore
         "ts": f"2026-11-2{n}T09:15:00Z", "order_id": f"o{n}",
         "items": [{"sku": "a", "unit_price": 10.0}],
     }
+    if n == 2 and second == "refund":  # o1 refunded, 4 of its 10
+        value = {
+            "event_id": "r1", "type": "order_refunded", "customer_id": "c1",
+            "ts": "2026-11-22T09:15:00Z", "order_id": "o1", "total": 4.0,
+        }
     return event(worker.T.purchase, b"c1", orjson.dumps(value), 0, n)
 
 
@@ -66,7 +73,7 @@ async def main() -> None:
         os._exit(9)  # killed before the next flush: o2 on disk, not in the changelog
     received = order(2)  # restarted on the same disk: o2 read again, its offset uncommitted
     set_current_event(received)
-    held = worker.customer_states.get("c1").orders
+    held = [worker.customer_states.get("c1").orders, str(worker.customer_states.get("c1").revenue)]
     await worker.handle_purchase(received)
     await worker.changelogs.flush()
     print(orjson.dumps({"held": held, "sent": sent}).decode())
@@ -76,23 +83,35 @@ asyncio.run(main())
 """
 
 
-def test_a_change_on_disk_but_not_in_the_changelog_is_sent_after_a_crash(tmp_path: Path) -> None:
-    """RocksDB: o2 written to disk, the worker killed before its changelog record went; the
-    restarted worker reads o2 again, finds it applied, and sends the record (2 orders) that a
-    worker recovering from the changelog needs. Before, the changelog stopped at 1 order."""
+@pytest.mark.parametrize(("second", "after"), [("order", [2, "20.0"]), ("refund", [1, "6.0"])])
+def test_a_change_on_disk_but_not_in_the_changelog_is_sent_after_a_crash(
+    tmp_path: Path, second: str, after: list[object]
+) -> None:
+    """RocksDB: a second order (or a refund of the first) written to disk, the worker killed
+    before its changelog record went; the restarted worker reads it again, finds it applied,
+    and sends the record that a worker recovering from the changelog needs. Before, the
+    changelog stopped at the first order."""
     env = dict(
         environment_without_settings(), STREAM_STORE="rocksdb://", STREAM_DATA_DIR=str(tmp_path)
     )
     crashed = subprocess.run(
-        [sys.executable, "-c", CRASH, "crash"], cwd=ROOT, env=env, capture_output=True, timeout=60
+        [sys.executable, "-c", CRASH, "crash", second],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
     )
     assert crashed.returncode == 9, crashed.stderr.decode()[-3000:]
-    assert orjson.loads(crashed.stdout.splitlines()[-1]) == [1]
+    assert orjson.loads(crashed.stdout.splitlines()[-1]) == [[1, "10.0"]]
     restarted = subprocess.run(
-        [sys.executable, "-c", CRASH, "restart"], cwd=ROOT, env=env, capture_output=True, timeout=60
+        [sys.executable, "-c", CRASH, "restart", second],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
     )
     assert restarted.returncode == 0, restarted.stderr.decode()[-3000:]
-    assert orjson.loads(restarted.stdout.splitlines()[-1]) == {"held": 2, "sent": [2]}
+    assert orjson.loads(restarted.stdout.splitlines()[-1]) == {"held": after, "sent": [after]}
 
 
 RENEWALS = r"""
