@@ -40,6 +40,18 @@ def pid_alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split(") ", 1)[1].startswith("Z"))
 
 
+def start_dev(data_dir: Path) -> subprocess.Popen[str]:
+    """`python -m stream dev` as `make run` starts it, its output read line by line."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream", "dev", "--rate", "20"],
+        cwd=ROOT,
+        env=clean_env(STREAM_DATA_DIR=str(data_dir), STREAM_WEB_PORT=str(free_port())),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def test_dev_shows_suggestions_and_triggers_then_leaves_nothing_running(tmp_path: Path) -> None:
     """`python -m stream dev` prints suggestions and triggers within 3 min; Ctrl-C ends all.
 
@@ -47,14 +59,7 @@ def test_dev_shows_suggestions_and_triggers_then_leaves_nothing_running(tmp_path
     the first suggestions a new user sees carry items (before, the first
     ~50 met an index that had learnt nothing: "(nothing qualifies)").
     """
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stream", "dev", "--rate", "20"],
-        cwd=ROOT,
-        env=clean_env(STREAM_DATA_DIR=str(tmp_path), STREAM_WEB_PORT=str(free_port())),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_dev(tmp_path)
     assert process.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + 180
@@ -112,14 +117,7 @@ def test_dev_killed_or_its_terminal_closed_leaves_nothing_running(
 ) -> None:
     """`make run` killed outright (SIGKILL: no handler runs), or its terminal closed (SIGHUP):
     its worker and broker go too, and do not keep the web port and retry a broker forever."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stream", "dev", "--rate", "20"],
-        cwd=ROOT,
-        env=clean_env(STREAM_DATA_DIR=str(tmp_path), STREAM_WEB_PORT=str(free_port())),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_dev(tmp_path)
     assert process.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + 120

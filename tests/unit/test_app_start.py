@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.bench.pipeline import environment_without_settings
 from stream.codec import DEAD_LETTER_REASONS, PROCESSING_ERROR
 from stream.config import Topics
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import run_script
 
 SCRIPT = """
 from prometheus_client import generate_latest
@@ -27,19 +23,11 @@ def test_the_app_makes_its_data_dir_and_exports_its_error_series_at_0(tmp_path: 
     exported at 0 from the start (a series that appears at its first error shows Prometheus
     no increase, and ProcessingErrors, DeadLettersHigh or TimerErrors would not fire)."""
     data_dir = tmp_path / "var" / "lib" / "cross-sell" / "data"
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env=dict(environment_without_settings(), STREAM_DATA_DIR=str(data_dir)),
-        capture_output=True,
-        timeout=120,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_script(SCRIPT, data_dir)
     assert data_dir.is_dir()
     samples = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(done.stdout)
+        for family in text_string_to_metric_families(done.stdout.decode())
         for sample in family.samples
     }
     topics = Topics()

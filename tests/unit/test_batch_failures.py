@@ -8,15 +8,9 @@ dead-letters once, and a record rejected as invalid before is not kept twice.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-import orjson
-
-from stream.bench.pipeline import environment_without_settings
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import printed, run_script
 
 SCRIPT = r"""
 import asyncio
@@ -108,15 +102,7 @@ def test_a_refused_baskets_record_keeps_every_order_of_its_batch_once(tmp_path: 
     order is dead-lettered once (processing_error), the bad record once (not_json), all acked.
     Before, the full record of 100 baskets went from inside one order's handler: only that
     order was kept, the 99 others' baskets lost; and the bad record was kept twice."""
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env=dict(environment_without_settings(), STREAM_DATA_DIR=str(tmp_path)),
-        capture_output=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
-    figures = orjson.loads(done.stdout.splitlines()[-1])
+    figures = printed(run_script(SCRIPT, tmp_path))
     assert figures["handled"] == 151
     assert figures["acked"] == 151
     offsets = [offset for offset, _ in figures["letters"]]

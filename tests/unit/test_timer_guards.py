@@ -10,15 +10,9 @@ to raise, as a bug those states found would.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-import orjson
-
-from stream.bench.pipeline import environment_without_settings
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import printed, run_script
 
 SCRIPT = r"""
 import asyncio, sys
@@ -96,16 +90,8 @@ asyncio.run(main())
 def test_a_timer_skips_what_it_raises_on_and_goes_on(tmp_path: Path) -> None:
     """Re-scoring four due customers, one raising: three records, one error counted, that
     customer forgotten until their next event; three changed rows, one raising: two records."""
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env=dict(environment_without_settings(), STREAM_DATA_DIR=str(tmp_path)),
-        capture_output=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
-    figures = orjson.loads(done.stdout.splitlines()[-1])
-    assert figures == {
+    done = run_script(SCRIPT, tmp_path)
+    assert printed(done) == {
         "rescored": 3,
         "rescore_errors": 1.0,
         "c1_held": False,

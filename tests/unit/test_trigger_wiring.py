@@ -10,15 +10,9 @@ The worker's own handlers run in a subprocess as `bench handlers` runs them
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-import orjson
-
-from stream.bench.pipeline import environment_without_settings
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import printed, run_script
 
 SCRIPT = r"""
 import asyncio, collections
@@ -137,20 +131,8 @@ def test_control_is_recorded_as_treatment_is_and_a_redelivery_counts_once(
     """Control's would-be triggers and show limits are recorded as treatment's are: the same
     behaviour converts alike (it converted in treatment only, or in control only); an order
     read twice re-sends its trigger, and two more orders that day still go (cap 3)."""
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env=dict(
-            environment_without_settings(),
-            STREAM_DATA_DIR=str(tmp_path),
-            STREAM_PARTITIONS="1",
-            STREAM_HOLDOUT_SHARE="0.5",
-        ),
-        capture_output=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
-    figures = orjson.loads(done.stdout.splitlines()[-1])
+    done = run_script(SCRIPT, tmp_path, STREAM_PARTITIONS="1", STREAM_HOLDOUT_SHARE="0.5")
+    figures = printed(done)
     assert figures["treatment"] == {"conversions": 1.0, "browser_battery_shown": 3}
     assert figures["control"] == figures["treatment"]
     assert figures["holdout"] >= 1  # the control buyer's offer: recorded, not sent

@@ -12,16 +12,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-import orjson
 import pytest
 
-from stream.bench.pipeline import environment_without_settings
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import printed, run_script
 
 CRASH = r"""
 import asyncio, os, sys
@@ -91,27 +86,11 @@ def test_a_change_on_disk_but_not_in_the_changelog_is_sent_after_a_crash(
     before its changelog record went; the restarted worker reads it again, finds it applied,
     and sends the record that a worker recovering from the changelog needs. Before, the
     changelog stopped at the first order."""
-    env = dict(
-        environment_without_settings(), STREAM_STORE="rocksdb://", STREAM_DATA_DIR=str(tmp_path)
-    )
-    crashed = subprocess.run(
-        [sys.executable, "-c", CRASH, "crash", second],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        timeout=60,
-    )
-    assert crashed.returncode == 9, crashed.stderr.decode()[-3000:]
-    assert orjson.loads(crashed.stdout.splitlines()[-1]) == [[1, "10.0"]]
-    restarted = subprocess.run(
-        [sys.executable, "-c", CRASH, "restart", second],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        timeout=60,
-    )
-    assert restarted.returncode == 0, restarted.stderr.decode()[-3000:]
-    assert orjson.loads(restarted.stdout.splitlines()[-1]) == {"held": after, "sent": [after]}
+    rocksdb = {"STREAM_STORE": "rocksdb://"}
+    crashed = run_script(CRASH, tmp_path, "crash", second, status=9, **rocksdb)
+    assert printed(crashed) == [[1, "10.0"]]
+    restarted = run_script(CRASH, tmp_path, "restart", second, **rocksdb)
+    assert printed(restarted) == {"held": after, "sent": [after]}
 
 
 RENEWALS = r"""
@@ -177,17 +156,7 @@ def test_a_partitions_renewals_are_rebuilt_after_a_restart(tmp_path: Path) -> No
     """s-a in the table from before a restart, s-b's event handled before the first tick: both
     are scheduled and fire their 14-day window (s-a's never fired: the event had made the
     partition's index, and the rebuild skipped it)."""
-    done = subprocess.run(
-        [sys.executable, "-c", RENEWALS],
-        cwd=ROOT,
-        env=dict(
-            environment_without_settings(), STREAM_DATA_DIR=str(tmp_path), STREAM_PARTITIONS="1"
-        ),
-        capture_output=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
-    assert orjson.loads(done.stdout.splitlines()[-1]) == {
+    assert printed(run_script(RENEWALS, tmp_path, STREAM_PARTITIONS="1")) == {
         "scheduled": ["s-a", "s-b"],
         "fired": {"s-a": [14], "s-b": [14]},
     }
