@@ -387,7 +387,7 @@ def _day_list(raw: str) -> tuple[int, ...]:
     return days
 
 
-_HOST: Final = re.compile(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]")  # a name, IPv4, [IPv6]
+_HOST: Final = re.compile(r"[A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\]")  # name, IPv4, [IPv6]
 
 
 def _broker_url(raw: str) -> str:

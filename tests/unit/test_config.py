@@ -125,6 +125,13 @@ PARSED = [
     ("STREAM_BROKER", "kafka://k1:9092", "broker", "kafka://k1:9092"),
     ("STREAM_BROKER", "k1:9092, kafka://k2:9093", "broker", "kafka://k1:9092,kafka://k2:9093"),
     ("STREAM_BROKER", "[::1]:9092", "broker", "kafka://[::1]:9092"),
+    ("STREAM_BROKER", "shop_kafka_1:9092", "broker", "kafka://shop_kafka_1:9092"),  # compose v1
+    (
+        "STREAM_BROKER",
+        "b-1.kafka.eu-west-1.example.com:9094",
+        "broker",
+        "kafka://b-1.kafka.eu-west-1.example.com:9094",
+    ),
     ("STREAM_PARTITIONS", "8", "partitions", 8),
     ("STREAM_PARTITIONS", " 12 ", "partitions", 12),
     ("STREAM_PARTITIONS", "1", "partitions", 1),
