@@ -664,7 +664,9 @@ def _encoding(name: str) -> str:
         info = codecs.lookup(name)
     except LookupError:
         raise argparse.ArgumentTypeError(f"unknown encoding {name!r}") from None
-    if not getattr(info, "_is_text_encoding", True) or "\n".encode(info.name) != b"\n":
+    encoder = info.incrementalencoder()
+    encoder.encode("a")  # past a byte order mark (utf-8-sig writes one first)
+    if not getattr(info, "_is_text_encoding", True) or encoder.encode("\n") != b"\n":
         raise argparse.ArgumentTypeError(
             f"{name!r} is not an encoding that replay reads a line at a time "
             "(UTF-16 and UTF-32 files: convert them to UTF-8 first)"

@@ -141,13 +141,15 @@ def restrain(
     """The offers still fresh at `at`, and why the trigger must not be sent (None: send it).
 
     `trigger` is the trigger's `trigger_print`: one recorded already
-    (its input read again) goes again with all its offers, as it went.
+    (its input read again) goes again, capped or not, with the offers it
+    went with (those recorded as offered at `at`) and any fresh one.
     """
     current = state or ContactState()
-    if trigger is not None and trigger in current.recent:
-        return list(offers), None
     cooldown = rules.offer_cooldown_hours * 3600.0
     fresh = [o for o in offers if at - current.offered.get(offer_key(o), -math.inf) >= cooldown]
+    if trigger is not None and trigger in current.recent:
+        went = [o for o in offers if current.offered.get(offer_key(o)) == at]
+        return [o for o in offers if o in went or o in fresh], None
     if offers and not fresh:
         return [], "no_fresh_offer"
     if sent_on(current, math.floor(at / SECONDS_PER_DAY)) >= rules.daily_cap:

@@ -581,7 +581,7 @@ def test_earlier_days_are_kept_earlier_days_back() -> None:
 
 def test_a_trigger_recorded_again_is_not_counted_twice() -> None:
     """A trigger whose input is read again (a crash before the commit) has the same id: it
-    may go again, with all its offers, even at the cap, and counts once."""
+    may go again, with the offers it went with, even at the cap, and counts once."""
     first = record_trigger(None, [A], T0, RULES, trigger=101)
     again = record_trigger(first, [A], T0, RULES, trigger=101)
     assert (again.sent_on_day, again.recent) == (1, (101,))
@@ -590,6 +590,17 @@ def test_a_trigger_recorded_again_is_not_counted_twice() -> None:
     capped = record_trigger(record_trigger(first, [], T0, RULES, 102), [], T0, RULES, 103)
     assert restrain(capped, [], T0 + HOUR, RULES, trigger=103) == ([], None)
     assert restrain(capped, [], T0 + HOUR, RULES, trigger=104) == ([], "daily_cap")
+
+
+def test_a_trigger_read_again_holds_back_what_it_held_back() -> None:
+    """B was in its cooldown when the trigger went with A alone: read again, the trigger goes
+    with A alone too (it went with both, under the same id, and B's cooldown restarted)."""
+    cooling = record_trigger(None, [B], T0 - HOUR, RULES, trigger=100)
+    fresh, reason = restrain(cooling, [A, B], T0, RULES, trigger=101)
+    assert (fresh, reason) == ([A], None)
+    first = record_trigger(cooling, fresh, T0, RULES, trigger=101)
+    assert restrain(first, [A, B], T0, RULES, trigger=101) == ([A], None)
+    assert first.offered["sku:b"] == T0 - HOUR
 
 
 def test_only_the_latest_triggers_are_recognised() -> None:

@@ -209,6 +209,12 @@ def test_an_encoding_not_read_a_line_at_a_time_is_a_usage_error(name: str) -> No
         parse_args(["f.csv", "--encoding", name])
 
 
+def test_utf_8_with_its_byte_order_mark_is_an_encoding_read_a_line_at_a_time() -> None:
+    """utf-8-sig (Excel's "CSV UTF-8") writes a BOM before its first line break, not a
+    different line break: it stays accepted."""
+    assert parse_args(["f.csv", "--encoding", "utf-8-sig"]).encoding == "utf-8-sig"
+
+
 def test_columns_may_be_given_in_several_options() -> None:
     """--columns is repeatable; the mappings merge, a field mapped twice is a usage error."""
     args = parse_args(["f.csv", "--columns", "order_id=A,sku=B", "--columns", "ts=C"])
