@@ -150,7 +150,14 @@ from stream.kafka import (
     max_message_bytes,
     tuned_transport,
 )
-from stream.metrics import FaustSensors, Metrics, labelled, start_at_zero
+from stream.metrics import (
+    NEIGHBORS_TIMER,
+    RESCORE_TIMER,
+    FaustSensors,
+    Metrics,
+    labelled,
+    start_at_zero,
+)
 from stream.offsets import verify_end_offsets
 from stream.state import (
     HELD_CODECS,
@@ -638,7 +645,7 @@ async def rescore_due(now: float, owned: Set[int], limit: int, share: float) -> 
                 # A bug this customer's state found: raised here, it would stop the
                 # worker, and again at each restart. Their next event scores them again.
                 log.exception("re-scoring customer %r failed; skipped", cid)
-                labelled(metrics.timer_errors, "rescore").inc()
+                labelled(metrics.timer_errors, RESCORE_TIMER).inc()
                 population.forget(cid)
                 continue
             await publish(customer_ltv_topic, cid.encode(), value)
@@ -869,7 +876,7 @@ async def _publish_row(sku: str, row: ItemRow) -> bool:
         )
     except Exception:
         log.exception("item-neighbors record of %r failed; skipped", sku)
-        labelled(metrics.timer_errors, "item_neighbors").inc()
+        labelled(metrics.timer_errors, NEIGHBORS_TIMER).inc()
         return False
     digest = hash(record)
     if _published.get(sku) == digest:
@@ -1168,7 +1175,7 @@ async def follow_item_neighbors() -> None:
     """Feed this worker's NeighborIndex from every partition of item-neighbors."""
     consumer = AIOKafkaConsumer(
         T.item_neighbors,
-        bootstrap_servers=settings.bootstrap_servers if settings.broker else "localhost:9092",
+        bootstrap_servers=settings.worker_servers,
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -63,7 +63,6 @@ PROBE_TIMEOUT_S = 5.0
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 10.0
 CLIENT_ID = "stream-broker-watch"
-DEFAULT_SERVER = "localhost:9092"  # Faust's, when STREAM_BROKER is unset
 
 
 def backoff_delay(
@@ -214,7 +213,7 @@ class BrokerFirst(BootStrategy):
 
 def install(app: Any, settings: Settings, metrics: Metrics) -> BrokerWatch:
     """Watch the broker of `settings`; the Faust app starts its Kafka clients once it answers."""
-    servers = settings.bootstrap_servers if settings.broker else [DEFAULT_SERVER]
+    servers = settings.worker_servers
     watch = BrokerWatch(
         servers, settings.security, up=metrics.broker_up, failures=metrics.broker_connect_failures
     )

@@ -268,7 +268,21 @@ class Settings:
         """`host:port` list for plain aiokafka clients (needs `broker` set)."""
         if self.broker is None:
             raise SettingsError("STREAM_BROKER is not set")
-        return [part.removeprefix("kafka://") for part in self.broker.split(",")]
+        return _servers(self.broker)
+
+    @property
+    def broker_url(self) -> str:
+        """What the worker connects to: `broker`, else Faust's default (DEFAULT_BROKER)."""
+        return self.broker or DEFAULT_BROKER
+
+    @property
+    def worker_servers(self) -> list[str]:
+        """`broker_url` as a `host:port` list, for the worker's own aiokafka clients."""
+        return _servers(self.broker_url)
+
+
+def _servers(broker: str) -> list[str]:
+    return [part.removeprefix("kafka://") for part in broker.split(",")]
 
 
 _KNOWN = frozenset(
@@ -387,6 +401,7 @@ def _day_list(raw: str) -> tuple[int, ...]:
     return days
 
 
+DEFAULT_BROKER: Final = "kafka://localhost:9092"  # Faust's, where STREAM_BROKER is unset
 _HOST: Final = re.compile(r"[A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\]")  # name, IPv4, [IPv6]
 
 

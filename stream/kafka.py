@@ -99,7 +99,7 @@ async def max_message_bytes(settings: Settings, topic: str) -> int | None:
     are asked for: the embedded broker drops a request that names them.
     """
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers if settings.broker else "localhost:9092",
+        bootstrap_servers=settings.worker_servers,
         request_timeout_ms=int(TOPIC_LIMIT_TIMEOUT_S * 1000),
         **client_security(settings.security),
     )
@@ -189,7 +189,7 @@ def faust_client_options(settings: Settings) -> dict[str, Any]:
     """
     return {
         "env": {},
-        "broker": settings.broker or "kafka://localhost:9092",
+        "broker": settings.broker_url,
         "broker_credentials": faust_credentials(settings.security),
         "datadir": str(settings.data_dir),
         "topic_partitions": settings.partitions,

@@ -489,3 +489,17 @@ def test_sasl_without_its_credentials_is_refused_at_once(
     worker started and died of aiokafka's ValueError, with no setting named)."""
     with pytest.raises(SettingsError, match="STREAM_SASL_USERNAME and STREAM_SASL_PASSWORD"):
         Settings.from_env({"STREAM_SECURITY_PROTOCOL": protocol, **given})
+
+
+def test_the_worker_connects_to_faust_s_default_broker_where_none_is_set() -> None:
+    """Unset, the worker's clients (Faust's, the broker watch, the index reader, the topic
+    limit lookup) all go to localhost:9092, from one place; set, to STREAM_BROKER's."""
+    unset = Settings.from_env({})
+    assert (unset.broker_url, unset.worker_servers) == (
+        "kafka://localhost:9092",
+        ["localhost:9092"],
+    )
+    with pytest.raises(SettingsError):
+        unset.bootstrap_servers  # noqa: B018 (the property raises)
+    both = Settings.from_env({"STREAM_BROKER": "k1:9092,kafka://k2:9093"})
+    assert both.worker_servers == both.bootstrap_servers == ["k1:9092", "k2:9093"]
