@@ -65,7 +65,6 @@ from stream.codec import (
     check_key,
     dead_letter,
     dead_letter_key,
-    dead_letter_room,
     decode_cart,
     decode_purchase,
     decode_subscription,
@@ -414,7 +413,7 @@ async def dead_letter_event(event: EventT[bytes], topic: str, reason: str, detai
                 original=event.value if isinstance(event.value, bytes) else b"",
                 failed_at=now_ts(),
                 key=event.key,
-                max_original=dead_letter_room(limit, detail, event.key),
+                limit=limit,
             )
         ),
     )

@@ -303,6 +303,7 @@ def dead_letter(
     failed_at: str,
     key: bytes | None,
     max_original: int = MAX_DEAD_LETTER_ORIGINAL,
+    limit: int | None = None,
 ) -> dict[str, str | int | bool | None]:
     """The dead-letter record (DESIGN.md, `dead-letters`) for one rejected input record.
 
@@ -315,13 +316,17 @@ def dead_letter(
     `original_sha256` always describe the whole value, and topic, partition
     and offset point at it. A `detail` over MAX_DEAD_LETTER_DETAIL
     characters keeps its start and says how long it was. `failed_at` is the
-    caller's RFC 3339 UTC string: the codec never reads the clock.
+    caller's RFC 3339 UTC string: the codec never reads the clock. With
+    `limit` (what the dead-letters topic takes), the original keeps no more
+    than fits beside the rest (`dead_letter_room`).
     """
+    detail, kept_key = _cut_detail(detail), dead_letter_key(key)
+    if limit is not None:
+        max_original = min(max_original, _room(limit, detail, kept_key))
     truncated = len(original) > max_original
-    kept_key = dead_letter_key(key)
     return {
         "reason": reason,
-        "detail": _cut_detail(detail),
+        "detail": detail,
         "topic": topic,
         "partition": partition,
         "offset": offset,
@@ -356,10 +361,13 @@ def dead_letter_room(limit: int, detail: str, key: bytes | None) -> int:
     character, the most JSON's escapes make of one, and the key once more:
     the record's key travels raw beside its value.
     """
-    detail_chars = min(len(detail), MAX_DEAD_LETTER_DETAIL)
-    key_bytes = len(dead_letter_key(key) or b"")
-    envelope = DEAD_LETTER_ENVELOPE + 6 * detail_chars + 7 * key_bytes
-    return max(0, min(MAX_DEAD_LETTER_ORIGINAL, (limit - envelope) // 4 * 3))
+    return min(MAX_DEAD_LETTER_ORIGINAL, _room(limit, _cut_detail(detail), dead_letter_key(key)))
+
+
+def _room(limit: int, detail: str, key: bytes | None) -> int:
+    """`dead_letter_room` for the detail and key as `dead_letter` has cut them."""
+    envelope = DEAD_LETTER_ENVELOPE + 6 * len(detail) + 7 * len(key or b"")
+    return max(0, (limit - envelope) // 4 * 3)
 
 
 def _json_default(obj: object) -> object:

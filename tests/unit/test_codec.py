@@ -295,6 +295,18 @@ def test_a_dead_letter_sized_by_its_room_fits_the_topic(
     )
     kept = base64.b64decode(str(record["original"]))
     assert kept == original[:room]
+    by_limit = dead_letter(
+        reason="processing_error",
+        detail=detail,
+        topic="t" * 249,
+        partition=2_147_483_647,
+        offset=9_223_372_036_854_775_807,
+        original=original,
+        failed_at="2026-11-23T09:15:00.250Z",
+        key=key,
+        limit=limit,
+    )
+    assert by_limit == record  # what the worker sends: dead_letter(limit=) sizes it itself
     assert record["original_truncated"] is (size > room)
     assert record["original_size"] == size
     sent_key = dead_letter_key(key)
